@@ -1,0 +1,1 @@
+"""Benchmark grids: many fit + test runs into one results table."""
