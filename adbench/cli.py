@@ -150,16 +150,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return benchmark_main(argv[1:])
         build_cli_class()(args=None if from_command_line else argv)
-    except AdbenchError as error:
-        print(f"adbench: error: {_clean_message(error)}", file=sys.stderr)
-        return 2
     except Exception as error:
-        # Errors raised inside DataLoader workers come back re-wrapped; keep adbench's one-line message.
-        if "adbench.errors." in str(error) or "NonFiniteError" in str(error):
-            print(f"adbench: error: {_clean_message(error)}", file=sys.stderr)
-            return 2
-        raise
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        print(f"adbench: error: {_clean_message(cause)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _user_error(error: BaseException) -> BaseException | None:
+    """The AdbenchError behind ``error``: itself, one in its cause/context chain (jsonargparse wraps errors
+    raised while instantiating classes), or a DataLoader worker's re-raised copy (its text names the class).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AdbenchError) or "adbench.errors." in str(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 if __name__ == "__main__":

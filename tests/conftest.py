@@ -10,11 +10,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+# Lightning's loggers keep handlers on streams that pytest's capture closes between tests.
+logging.raiseExceptions = False
 
 
 def make_mvtec_tree(
@@ -73,3 +77,11 @@ def mvtec_tree(tmp_path: Path) -> Path:
 def shared_mvtec_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny MVTec-layout tree shared by read-only tests (category ``widget``)."""
     return make_mvtec_tree(tmp_path_factory.mktemp("shared") / "mvtec")
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo set, built once per test session."""
+    from adbench.data.demo_build import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo") / "demo", seed=0)

@@ -52,7 +52,6 @@ class AnomalyDataset(Dataset):
     Args:
         samples: the images of this split.
         transform: maps (image uint8 (H, W, 3), mask float32 (H, W)) to (image (3, h, w), mask (1, h, w)).
-        synthesizer: optional anomaly generator applied after the transform to normal images.
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Transform) -> None:

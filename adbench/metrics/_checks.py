@@ -165,4 +165,3 @@ def one_class_message(name: str, level: str, n_pos: int, n_neg: int) -> str:
         if level == "pixel":
             what += "; the masks contain no normal pixel"
     return f"{name} is undefined because {what}; returning nan."
-

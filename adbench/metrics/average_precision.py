@@ -62,4 +62,3 @@ def pixel_average_precision(maps: Tensor, masks: Tensor, *, binned: int | None =
     if not has_both_classes(g, "pixel_AP", "pixel"):
         return float("nan")
     return average_precision_from_steps(ranking_steps(m.reshape(-1), g.reshape(-1), binned=binned))
-

@@ -1,15 +1,19 @@
 """Optional binned mode: histograms over evenly spaced thresholds instead of every distinct score.
 
-With ``binned=B`` the thresholds are ``t_k = min + k * (max - min) / (B - 1)``, k = 0..B-1 (float64; min and
-max over all scores of the call). Bin k holds the scores with ``t_k <= s < t_{k+1}``; the last bin holds the
-scores equal to the maximum. The curve points at the thresholds ``t_k`` are exact; between them the
-binned curve is a straight line (one tie group per bin). Equivalently, a binned metric is the exact metric
-of the scores rounded down to their bin's threshold. Error bounds are given in each metric's docstring.
+With ``binned=B`` the thresholds are ``t_k = min + k * (max - min) / (B - 1)``, k = 0..B-1 (min and max over
+all scores of the call): score s goes to bin ``floor((s - min) * (B - 1) / (max - min))``, computed in the
+scores' dtype (so the edges are the t_k up to that rounding; the bins are intervals in any case). The curve
+points at the bin edges are exact; between them the binned curve is a straight line (each bin is one tie
+group). Equivalently, a binned metric is the exact metric of the scores replaced by their bin ids. The
+error bounds in the metrics' docstrings are stated in terms of the bin contents (P_k anomalous and N_k
+normal scores in bin k) and hold for these bins exactly.
 
 Memory is bounded: scores are bucketized in chunks and only (B,) histograms are kept.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -26,18 +30,32 @@ def check_bins(binned: int) -> int:
     return binned
 
 
-def bin_thresholds(scores: Tensor, bins: int) -> Tensor:
-    """The (bins,) float64 thresholds evenly spaced from ``scores.min()`` to ``scores.max()``."""
-    lo_t, hi_t = torch.aminmax(scores.reshape(-1))
-    lo, hi = float(lo_t), float(hi_t)
-    thresholds = torch.linspace(lo, hi, bins, dtype=torch.float64, device=scores.device)
-    thresholds[0], thresholds[-1] = lo, hi
-    return thresholds
+def score_range(scores: Tensor) -> tuple[float, float]:
+    """(min, max) of the scores as Python floats."""
+    lo, hi = torch.aminmax(scores.reshape(-1))
+    return float(lo), float(hi)
 
 
-def bin_index(values: Tensor, thresholds: Tensor) -> Tensor:
-    """Bin k of each value: the largest k with ``thresholds[k] <= value`` (values >= thresholds[0])."""
-    return torch.bucketize(values.to(torch.float64), thresholds, right=True) - 1
+def bin_ids(values: Tensor, lo: float, hi: float, bins: int) -> Tensor:
+    """Bin of each value: ``floor((value - lo) * (bins - 1) / (hi - lo))`` clamped to [0, bins - 1].
+
+    Computed with the float operations of the values' dtype, so the map is monotone non-decreasing and a
+    score and its equal always share a bin; the bin edges are the thresholds ``lo + k (hi - lo) / (bins - 1)``
+    up to that rounding. Requires ``hi > lo``.
+
+    Args:
+        values: (n,) floating scores in [lo, hi].
+        lo: minimum score.
+        hi: maximum score.
+        bins: number of bins.
+
+    Returns:
+        (n,) int64 bin ids.
+    """
+    half = not math.isfinite(hi - lo)
+    span = hi / 2 - lo / 2 if half else hi - lo
+    offset = (values / 2 - lo / 2) if half else (values - lo)
+    return (offset * ((bins - 1) / span)).clamp_(0, bins - 1).long()
 
 
 def binned_steps(scores: Tensor, positive: Tensor, bins: int, weights: Tensor | None = None) -> Steps:
@@ -56,18 +74,17 @@ def binned_steps(scores: Tensor, positive: Tensor, bins: int, weights: Tensor | 
     positive = positive.reshape(-1)
     pos_vals = scores[positive]
     w = None if weights is None else weights.to(torch.float64)
-    lo_t, hi_t = torch.aminmax(scores)
-    if float(lo_t) == float(hi_t):
+    lo, hi = score_range(scores)
+    if lo == hi:
         n_pos = pos_vals.numel()
         neg = torch.tensor([scores.numel() - n_pos], device=scores.device)
         pos = torch.tensor([n_pos], device=scores.device)
         weight = None if w is None else w.sum().reshape(1)
         return Steps(neg=neg, pos=pos, weight=weight)
-    thresholds = bin_thresholds(scores, bins)
     hist = torch.zeros(bins, dtype=torch.int64, device=scores.device)
     for chunk in scores.split(_CHUNK):
-        hist += torch.bincount(bin_index(chunk, thresholds), minlength=bins)
-    k_pos = bin_index(pos_vals, thresholds)
+        hist += torch.bincount(bin_ids(chunk, lo, hi, bins), minlength=bins)
+    k_pos = bin_ids(pos_vals, lo, hi, bins)
     pos = torch.bincount(k_pos, minlength=bins)
     weight = None if w is None else torch.bincount(k_pos, weights=w, minlength=bins).flip(0)
     return Steps(neg=(hist - pos).flip(0), pos=pos.flip(0), weight=weight)

@@ -25,7 +25,7 @@ def f1_max_from_steps(steps: Steps) -> float:
 
 
 def f1_max(scores: Tensor, labels: Tensor, *, binned: int | None = None) -> float:
-    """Best F1 score over all thresholds (sklearn ``precision_recall_curve`` thresholds: every distinct score).
+    """Best F1 score over all thresholds (as sklearn's ``precision_recall_curve``: every distinct score).
 
     Args:
         scores: (N,) raw scores, any range and sign (any shape, flattened, if labels match).

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ._steps import Steps
-from .binned import binned_steps, check_bins
+from .binned import bin_ids, binned_steps, check_bins, score_range
 
 _CUT_BINS = 4096
 _CHUNK = 1 << 22
@@ -52,11 +52,6 @@ def _level_weights(pos_vals: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, T
     return levels, counts, torch.diff(at_end, prepend=at_end.new_zeros(1))
 
 
-def _bin_position(values: Tensor, lo: float, scale: float) -> Tensor:
-    """Monotone non-decreasing map of scores to [0, inf] used to cut the pool (same float ops everywhere)."""
-    return (values - lo) * scale
-
-
 def _pool(scores: Tensor, pos_vals: Tensor, levels_desc: Tensor, n_neg: int, neg_fraction: float | None):
     """Sorted pool of scores and the number of leading (highest) positive levels it fully covers.
 
@@ -65,25 +60,20 @@ def _pool(scores: Tensor, pos_vals: Tensor, levels_desc: Tensor, n_neg: int, neg
     """
     if neg_fraction is None or n_neg == 0 or neg_fraction >= 1:
         return sort_values(scores), levels_desc.numel()
-    lo_t, hi_t = torch.aminmax(scores)
-    lo, hi = float(lo_t), float(hi_t)
-    span = hi - lo
-    scale = _CUT_BINS / span if span > 0 and math.isfinite(span) else 0.0
-    if not (math.isfinite(scale) and scale > 0):
+    lo, hi = score_range(scores)
+    if not hi > lo:
         return sort_values(scores), levels_desc.numel()
     need = min(n_neg, math.floor(neg_fraction * n_neg) + 1)
     hist = torch.zeros(_CUT_BINS, dtype=torch.int64, device=scores.device)
     for chunk in scores.split(_CHUNK):
-        idx = _bin_position(chunk, lo, scale).clamp_(0, _CUT_BINS - 1).long()
-        hist += torch.bincount(idx, minlength=_CUT_BINS)
-    idx_pos = _bin_position(pos_vals, lo, scale).clamp_(0, _CUT_BINS - 1).long()
-    hist -= torch.bincount(idx_pos, minlength=_CUT_BINS)
+        hist += torch.bincount(bin_ids(chunk, lo, hi, _CUT_BINS), minlength=_CUT_BINS)
+    hist -= torch.bincount(bin_ids(pos_vals, lo, hi, _CUT_BINS), minlength=_CUT_BINS)
     neg_at_or_above = hist.flip(0).cumsum(0).flip(0)
     cut = int(torch.nonzero(neg_at_or_above >= need).max())
     if cut == 0:
         return sort_values(scores), levels_desc.numel()
-    parts = [chunk[_bin_position(chunk, lo, scale) >= cut] for chunk in scores.split(_CHUNK)]
-    covered = int((_bin_position(levels_desc, lo, scale) >= cut).sum())
+    parts = [chunk[bin_ids(chunk, lo, hi, _CUT_BINS) >= cut] for chunk in scores.split(_CHUNK)]
+    covered = int((bin_ids(levels_desc, lo, hi, _CUT_BINS) >= cut).sum())
     return sort_values(torch.cat(parts)), covered
 
 

@@ -73,6 +73,13 @@ def _pick_inside(rng: np.random.Generator, fg: np.ndarray, inset: float) -> tupl
     return _pick(rng, allowed)
 
 
+def _window(shape: tuple[int, int], center: tuple[float, float], half: float) -> tuple[slice, slice]:
+    """The (rows, cols) slices of the square of half-side ``half`` around ``center`` = (x, y), clipped."""
+    x0, x1 = max(int(center[0] - half), 0), min(int(center[0] + half) + 2, shape[1])
+    y0, y1 = max(int(center[1] - half), 0), min(int(center[1] + half) + 2, shape[0])
+    return slice(y0, max(y1, y0)), slice(x0, max(x1, x0))
+
+
 def _blob(
     shape: tuple[int, int],
     center: tuple[float, float],
@@ -95,24 +102,38 @@ def _blob(
 
     Returns:
         alpha (H, W) float32 in [0, 1], 0.5 on the outline; signed distance (H, W) float32 to the outline
-        in pixels, positive inside.
+        in pixels, positive inside (-1e3 far away from the blob).
     """
-    yy, xx = _grid(shape)
     angle = rng.uniform(0.0, np.pi)
     stretch = np.sqrt(rng.uniform(1.0, max_aspect))
+    amplitudes = irregularity * rng.uniform(0.0, 1.0, size=4) / np.arange(2, 6)
+    phases = rng.uniform(0.0, 2 * np.pi, size=4)
+    reach = radius * (1.0 + amplitudes.sum() + 0.3 * irregularity) * stretch + softness + 2.0
+    win = _window(shape, center, reach)
+    yy, xx = (g[win] for g in _grid(shape))
     dx, dy = xx - center[0], yy - center[1]
     c, s = np.cos(angle), np.sin(angle)
     u = (dx * c + dy * s) / stretch
     v = (-dx * s + dy * c) * stretch
     dist = np.hypot(u, v)
     theta = np.arctan2(v, u)
-    wobble = np.zeros(shape, dtype=np.float32)
-    for k in range(2, 6):
-        wobble += irregularity * rng.uniform(0.0, 1.0) / k * np.cos(k * theta + rng.uniform(0.0, 2 * np.pi))
-    jag = 0.06 * irregularity * _smooth_noise(shape, rng, 1.5)
-    signed = (radius * (1.0 + wobble + jag) - dist).astype(np.float32)
+    wobble = np.zeros(dist.shape, dtype=np.float32)
+    for k in range(4):
+        wobble += amplitudes[k] * np.cos((k + 2) * theta + phases[k])
+    if dist.size:
+        wobble += 0.06 * irregularity * _smooth_noise(dist.shape, rng, 1.5)
+    signed = np.full(shape, -1e3, dtype=np.float32)
+    signed[win] = radius * (1.0 + wobble) - dist
     alpha = np.clip(0.5 + signed / max(softness, 1e-3), 0.0, 1.0).astype(np.float32)
     return alpha, signed
+
+
+def _sample(image: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray:
+    """Bilinear samples (h, w, 3) of an image (H, W, 3) at the source coordinates, each (h, w)."""
+    coords = np.stack([src_y, src_x])
+    return np.stack(
+        [ndi.map_coordinates(image[..., c], coords, order=1, mode="reflect") for c in range(3)], axis=-1
+    )
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -148,11 +169,11 @@ def scratch(
     strength = rng.uniform(0.25, 0.4) if subtle else rng.uniform(0.55, 0.9)
     x, y = _pick_inside(rng, fg, 6.0)
     heading = rng.uniform(0.0, 2 * np.pi)
-    bend = rng.normal(0.0, 0.012)
+    bend = rng.normal(0.0, 0.006)  # curvature in rad/px, drifting slowly along the stroke
     step = 2.0
     points = [(x, y)]
     for _ in range(int(length / step)):
-        bend += rng.normal(0.0, 0.004)
+        bend += rng.normal(0.0, 0.0008)
         heading += bend * step
         x, y = x + step * np.cos(heading), y + step * np.sin(heading)
         if not (1 <= x < w - 1 and 1 <= y < h - 1):
@@ -260,12 +281,12 @@ def hole(
 def color(
     image: np.ndarray, rng: np.random.Generator, subtle: bool = False, fg: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A discoloured region: hue rotated, saturation and value changed, soft edges.
+    """A discoloured region with soft edges: hue shifted, bleached, or browned.
 
     Args:
         image: (H, W, 3) float in [0, 1].
         rng: generator.
-        subtle: small hue shift in a small region.
+        subtle: a small region, a third to a half of the colour change.
         fg: (H, W) bool where the object is; the region is clipped to it.
 
     Returns:
@@ -276,17 +297,27 @@ def color(
     center = _pick_inside(rng, fg, 0.6 * radius)
     alpha, _ = _blob(image.shape[:2], center, radius, rng, 0.3, rng.uniform(2.0, 6.0))
     alpha = alpha * _soft(fg)
-    sign = 1.0 if rng.random() < 0.5 else -1.0
-    hsv = rgb2hsv(np.clip(image, 0.0, 1.0))
-    if subtle:
-        shift, sat_gain, sat_add, value_gain = sign * rng.uniform(0.04, 0.07), rng.uniform(1.0, 1.2), 0.03, 1.0
-    else:
-        shift, sat_gain, sat_add = sign * rng.uniform(0.08, 0.45), rng.uniform(1.1, 1.6), rng.uniform(0.05, 0.2)
-        value_gain = rng.uniform(0.85, 1.05)
-    hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
-    hsv[..., 1] = np.clip(hsv[..., 1] * sat_gain + sat_add, 0.0, 1.0)
-    hsv[..., 2] = np.clip(hsv[..., 2] * value_gain, 0.0, 1.0)
-    out = _lerp(image, hsv2rgb(hsv).astype(np.float32), alpha)
+    win = _window(image.shape[:2], center, 2.5 * radius + 8)
+    hsv = rgb2hsv(np.clip(image[win], 0.0, 1.0))
+    h, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    amount = rng.uniform(0.3, 0.5) if subtle else 1.0
+    mode = int(rng.integers(3))
+    if mode == 0:  # hue shift (another dye / alloy)
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        h[...] = (h + sign * amount * rng.uniform(0.07, 0.18)) % 1.0
+        sat[...] = np.clip(sat * (1.0 + amount * rng.uniform(0.1, 0.5)) + amount * 0.08, 0.0, 1.0)
+    elif mode == 1:  # bleached / faded
+        sat[...] = sat * (1.0 - amount * rng.uniform(0.4, 0.7))
+        val[...] = val + (1.0 - val) * amount * rng.uniform(0.1, 0.3)
+    else:  # browned / oxidised: towards a dull orange-brown, darker
+        pull = amount * rng.uniform(0.5, 0.9)
+        dh = ((0.07 - h + 0.5) % 1.0) - 0.5  # signed hue distance to brown
+        h[...] = (h + pull * dh) % 1.0
+        sat[...] = np.clip(sat + pull * (0.55 - sat) * 0.6, 0.0, 1.0)
+        val[...] = val * (1.0 - amount * rng.uniform(0.2, 0.45))
+    recoloured = image.copy()
+    recoloured[win] = hsv2rgb(hsv)
+    out = _lerp(image, recoloured, alpha)
     return _result(out, alpha > 0.5)
 
 
@@ -338,13 +369,15 @@ def deform(
         fg: (H, W) bool where the object is; the warp is centred on it.
 
     Returns:
-        image (H, W, 3) float32, mask (H, W) bool: pixels displaced by at least one pixel (holes filled).
+        image (H, W, 3) float32, mask (H, W) bool: pixels displaced by at least 1.5 pixels (1 if subtle),
+        holes filled.
     """
     shape = image.shape[:2]
     fg = _foreground(image, fg)
     radius = rng.uniform(12, 20) if subtle else rng.uniform(20, 45)
     cx, cy = _pick_inside(rng, fg, 0.5 * radius)
-    yy, xx = _grid(shape)
+    win = _window(shape, (cx, cy), 2.2 * radius)  # the Gaussian falloff is below 1e-4 beyond
+    yy, xx = (g[win] for g in _grid(shape))
     dx, dy = xx - cx, yy - cy
     falloff = np.exp(-2.0 * (dx * dx + dy * dy) / radius**2)
     sign = 1.0 if rng.random() < 0.5 else -1.0
@@ -361,12 +394,20 @@ def deform(
         direction = rng.uniform(0.0, 2 * np.pi)
         src_x = xx - amount * np.cos(direction) * falloff
         src_y = yy - amount * np.sin(direction) * falloff
-    coords = np.stack([src_y, src_x])
-    out = np.stack(
-        [ndi.map_coordinates(image[..., c], coords, order=1, mode="reflect") for c in range(3)], axis=-1
-    )
-    displaced = np.hypot(src_x - xx, src_y - yy) >= 1.0
+    out = image.copy()
+    out[win] = _sample(image, src_y, src_x)
+    displaced = np.zeros(shape, dtype=bool)
+    displaced[win] = np.hypot(src_x - xx, src_y - yy) >= (1.0 if subtle else 1.5)
     return _result(out, ndi.binary_fill_holes(displaced))
+
+
+def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an (H, W) plane; large sigmas are computed at a quarter of the resolution."""
+    if sigma < 6.0 or plane.shape[0] % 4 or plane.shape[1] % 4:
+        return ndi.gaussian_filter(plane, sigma)
+    small = plane.reshape(plane.shape[0] // 4, 4, plane.shape[1] // 4, 4).mean(axis=(1, 3))
+    small = ndi.gaussian_filter(small, sigma / 4.0, mode="nearest")
+    return ndi.zoom(small, 4, order=1, mode="nearest", grid_mode=True).astype(np.float32)
 
 
 def _fill_background(image: np.ndarray, fg: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -385,10 +426,10 @@ def _fill_background(image: np.ndarray, fg: np.ndarray, sigma: float, rng: np.ra
     if free.sum() < 50:
         free = (~fg).astype(np.float32)
     fill = np.empty_like(image, dtype=np.float32)
-    for s in (sigma, 2 * sigma, 4 * sigma):
-        weight = ndi.gaussian_filter(free, s)
+    for scale in (sigma, 2 * sigma, 4 * sigma):
+        weight = _blur(free, scale)
         for c in range(3):
-            fill[..., c] = ndi.gaussian_filter(image[..., c] * free, s) / np.maximum(weight, 1e-6)
+            fill[..., c] = _blur(image[..., c] * free, scale) / np.maximum(weight, 1e-6)
         if float(weight.min()) > 1e-3:
             break
     gray = image.mean(axis=-1)
@@ -446,7 +487,6 @@ def misplaced(
     dist = _inset_distance(fg)
     sources = dist >= min(0.8 * radius, 0.6 * float(dist.max()))
     targets = dist >= min(0.5 * radius, 0.6 * float(dist.max()))
-    yy, xx = _grid(shape)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for _ in range(6):
         ax, ay = _pick(rng, sources)
@@ -456,12 +496,10 @@ def misplaced(
         alpha, _ = _blob(shape, (bx, by), radius, rng, 0.3, 1.5)
         turn = np.deg2rad(rng.uniform(-40.0, 40.0))
         c, s = np.cos(turn), np.sin(turn)
-        src_x = ax + (xx - bx) * c - (yy - by) * s
-        src_y = ay + (xx - bx) * s + (yy - by) * c
-        coords = np.stack([src_y, src_x])
-        patch = np.stack(
-            [ndi.map_coordinates(image[..., k], coords, order=1, mode="reflect") for k in range(3)], axis=-1
-        )
+        win = _window(shape, (bx, by), 2.2 * radius)
+        yy, xx = (g[win] for g in _grid(shape))
+        patch = image.copy()
+        patch[win] = _sample(image, ay + (xx - bx) * s + (yy - by) * c, ax + (xx - bx) * c - (yy - by) * s)
         inside = alpha > 0.5
         change = float(np.abs(patch - image)[inside].mean()) if inside.any() else 0.0
         if best is None or change > best[0]:
@@ -512,7 +550,8 @@ def apply_defect(
     image = np.asarray(image, dtype=np.float32)
     kwargs = {"other": other} if kind == "texture" else {}
     min_pixels = 12 if subtle else 40
-    min_change = 0.03 if subtle else 0.08
+    # Mean absolute change inside the mask; a warp moves structure more than it changes intensity.
+    min_change = (0.02 if subtle else 0.04) if kind == "deform" else (0.03 if subtle else 0.08)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for _ in range(max_tries):
         out, mask = DEFECTS[kind](image, rng, subtle, fg, **kwargs)

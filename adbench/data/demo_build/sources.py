@@ -20,7 +20,6 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 IMAGE_SIZE = 256
-_SUPERSAMPLE = 2  # crops are rendered at 2x and box-reduced, which anti-aliases the down-scaled objects
 _PAD = 128  # reflect padding around every source so that jittered crops never leave it
 
 
@@ -230,7 +229,13 @@ def _coins_source() -> _Coins:
 
 
 def _affine_crop(
-    image: Image.Image, center: tuple[float, float], size: float, angle: float, flip: bool, resample: int
+    image: Image.Image,
+    center: tuple[float, float],
+    size: float,
+    angle: float,
+    flip: bool,
+    resample: int,
+    supersample: int = 1,
 ) -> Image.Image:
     """Renders a square crop of a padded source, rotated and possibly mirrored, at ``IMAGE_SIZE``.
 
@@ -241,11 +246,12 @@ def _affine_crop(
         angle: rotation of the crop in degrees.
         flip: whether the crop is mirrored left-right.
         resample: PIL resampling filter.
+        supersample: render at this multiple of the size, then box-reduce (anti-aliases down-scaling).
 
     Returns:
         The crop, ``IMAGE_SIZE`` x ``IMAGE_SIZE``, same mode as ``image``.
     """
-    out = IMAGE_SIZE * _SUPERSAMPLE
+    out = IMAGE_SIZE * supersample
     scale = size / out
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     fx = -1.0 if flip else 1.0
@@ -255,7 +261,7 @@ def _affine_crop(
     offset = np.array([cx, cy]) - m @ np.array([half, half])
     data = (m[0, 0], m[0, 1], offset[0], m[1, 0], m[1, 1], offset[1])
     big = image.transform((out, out), Image.Transform.AFFINE, data, resample=resample)
-    return big.reduce(_SUPERSAMPLE)
+    return big.reduce(supersample) if supersample > 1 else big
 
 
 def _to_float(image: Image.Image) -> np.ndarray:
@@ -290,7 +296,7 @@ def _object_normal(
     cy = center[1] + rng.uniform(-shift, shift) * size
     angle = rng.uniform(-max_angle, max_angle)
     size = size * rng.uniform(0.97, 1.03)
-    crop = _affine_crop(src.image, (cx, cy), size, angle, False, Image.Resampling.BICUBIC)
+    crop = _affine_crop(src.image, (cx, cy), size, angle, False, Image.Resampling.BICUBIC, supersample=2)
     assert src.fg is not None
     fg = _affine_crop(src.fg, (cx, cy), size, angle, False, Image.Resampling.BILINEAR)
     return _to_float(crop), _to_float(fg) > 0.5
@@ -359,6 +365,6 @@ def finish(image: np.ndarray, rng: np.random.Generator, noise: float = 0.008) ->
     """
     gain = rng.uniform(0.95, 1.05) * rng.uniform(0.98, 1.02, size=3)
     gamma = rng.uniform(0.95, 1.05)
-    out = np.clip(image, 0.0, 1.0) ** gamma * gain
-    out = out + rng.normal(0.0, noise, size=out.shape)
+    out = np.clip(image, 0.0, 1.0).astype(np.float32) ** np.float32(gamma) * gain.astype(np.float32)
+    out = out + noise * rng.standard_normal(out.shape, dtype=np.float32)
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -1,0 +1,41 @@
+# adbench: `make demo` runs the main job on the embedded demo data, `make test` runs the tests.
+# Both create .venv and install everything on a fresh machine (CPU is enough).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+export NO_ALBUMENTATIONS_UPDATE ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: install demo test lint bench bench-metrics benchmark clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## ADTR on every demo category (CPU, about 10 minutes), prints the metrics tables
+	$(VENV)/bin/adbench data demo
+	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo.yaml
+
+test: install  ## the test suite (CPU, offline)
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check adbench tests benchmarks
+	$(VENV)/bin/ruff format --check adbench tests benchmarks
+
+bench-metrics: install  ## time every metric on 500 maps of 256x256 (CPU, and GPU when present)
+	$(PY) benchmarks/bench_metrics.py
+
+bench: bench-metrics
+
+clean:
+	rm -rf results .pytest_cache .ruff_cache

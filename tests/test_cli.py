@@ -1,0 +1,138 @@
+"""The adbench command: help, config parsing, clear one-line errors, and a tiny run of every config."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adbench.cli import build_cli_class, main
+from tests.conftest import make_mvtec_tree
+
+CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if not p.name.startswith("benchmark"))
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("fit", "validate", "test", "predict", "adbench data demo", "adbench data download", "adbench benchmark"):
+        assert word in out
+
+
+def test_fit_help_documents_model_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "adbench.models.ADTR"])
+    out = capsys.readouterr().out
+    assert "score_pool_size" in out and "average-pooling window" in out
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("adbench.models")
+    assert printed["data"]["class_path"].startswith("adbench.data")
+
+
+def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
+    """Overrides that shrink a config to a few steps on a tiny generated tree (or the demo set)."""
+    spec = yaml.safe_load(config.read_text())
+    data_class = spec["data"]["class_path"].rsplit(".", 1)[-1]
+    category = spec["data"]["init_args"].get("category", "bottle")
+    args = [
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.image_size=64",
+        "--data.init_args.batch_size=4",
+    ]
+    if "pretrained" in spec["model"].get("init_args", {}) and "lite" not in str(spec["model"]["init_args"].get("backbone")):
+        args.append("--model.init_args.pretrained=false")
+    if data_class in ("MVTecAD", "Folder"):
+        args.append(f"--data.init_args.root={make_mvtec_tree(tmp_path / 'data', category=category)}")
+    elif data_class == "Demo":
+        args.append(f"--data.init_args.root={demo_root}")
+    return args
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_runs_a_tiny_fit_and_test(config, tmp_path, demo_root):
+    cli = build_cli_class()(args=["fit", "--config", str(config), *tiny_run_args(config, tmp_path, demo_root)])
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    results = json.loads((tmp_path / "metrics.json").read_text())
+    assert results["model"] == cli.model.model_name
+    assert 0.0 <= results["image_AUROC"] <= 1.0
+    assert results["infer_ms_per_image"] > 0
+
+
+def test_fit_then_test_from_checkpoint_through_the_command(tmp_path, capsys):
+    root = make_mvtec_tree(tmp_path / "data", category="bottle")
+    common = [
+        "--config", "configs/adtr_mvtec.yaml",
+        f"--data.init_args.root={root}", "--data.init_args.num_workers=0", "--data.init_args.image_size=64",
+        "--model.init_args.pretrained=false", "--model.init_args.feature_size=4",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_val_batches=0",
+    ]  # fmt: skip
+    logger = [
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path / 'logs'}"
+    ]
+    assert main(["fit", *common, *logger, "--trainer.max_epochs=2"]) == 0
+    (last,) = list((tmp_path / "logs").rglob("last.ckpt"))
+    assert main(["test", *common, *logger, f"--ckpt_path={last}"]) == 0
+    (metrics_file,) = list((tmp_path / "logs").rglob("metrics.json"))
+    assert "adtr/mvtec/bottle" in str(metrics_file)  # the logger name comes from model, dataset, category
+    results = json.loads(metrics_file.read_text())
+    assert results["train_s"] > 0  # kept in the checkpoint, reported by the separate test run
+    assert {"image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP", "peak_mem_MB"} <= set(results)
+    assert list((metrics_file.parent / "images").glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.init_args.root=/nonexistent/mvtec"], "adbench data download mvtec"),
+        (["--data.init_args.category=bottel"], "valid: bottle, cable"),
+        (["--model.init_args.pretrained=true"], "pretrained: false"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
+    root = make_mvtec_tree(tmp_path / "data", category="bottle")
+    base = ["fit", "--config", "configs/adtr_mvtec.yaml", f"--data.init_args.root={root}",
+            "--model.init_args.pretrained=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
+            "--data.init_args.num_workers=0", "--trainer.max_epochs=1"]
+    assert main([*base, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("adbench: error:") and message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_corrupt_image_in_worker_gives_one_line_error(tmp_path, capsys):
+    root = make_mvtec_tree(tmp_path / "data", category="bottle")
+    for image in (root / "bottle" / "train" / "good").iterdir():
+        image.write_bytes(b"garbage")
+    args = ["fit", "--config", "configs/adtr_mvtec.yaml", f"--data.init_args.root={root}",
+            "--model.init_args.pretrained=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
+            "--data.init_args.num_workers=1", "--trainer.max_epochs=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("adbench: error: cannot decode image") and "train/good" in err[-1]
+
+
+def test_unknown_config_key_is_reported_by_jsonargparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "configs/adtr_mvtec.yaml", "--model.init_args.no_such_option=1"])
+    assert exit_info.value.code != 0
+    assert "no_such_option" in capsys.readouterr().err
+
+
+def test_data_download_ksdd2_explains_manual_download(tmp_path, capsys):
+    assert main(["data", "download", "ksdd2", "--root", str(tmp_path)]) == 2
+    assert "ViCoS" in capsys.readouterr().err
