@@ -68,12 +68,16 @@ def name_loggers(config: Any, subcommand: str) -> None:
             if not args.get("name"):
                 args.name = f"{names['model']}-{names['dataset']}-{names['category']}"
             if args.get("group") is None:
-                args.group = names["dataset"]
+                # A benchmark sets WANDB_RUN_GROUP so all of its cells share one group.
+                args.group = os.environ.get("WANDB_RUN_GROUP") or names["dataset"]
             tags = list(args.get("tags") or [])
             args.tags = tags + [v for v in (*names.values(), subcommand) if v not in tags]
             if args.get("job_type") is None:
                 args.job_type = subcommand
-        elif class_path.endswith(("CSVLogger", "TensorBoardLogger")) and args.get("name") in (None, "lightning_logs"):
+        elif class_path.endswith(("CSVLogger", "TensorBoardLogger")) and args.get("name") in (
+            None,
+            "lightning_logs",
+        ):
             args.name = f"{names['model']}/{names['dataset']}/{names['category']}"
 
 

@@ -49,7 +49,9 @@ class WandbLogger(_LightningWandbLogger):
         offline: bool = False,
         log_model: bool = False,
     ) -> None:
-        offline = offline or os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_has_credentials()
+        offline = (
+            offline or os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_has_credentials()
+        )
         if offline:
             os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")

@@ -27,7 +27,7 @@ from adbench.metrics import (
 )
 
 
-def make_split(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_split(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Synthetic split.
 
     Returns:
@@ -70,6 +70,23 @@ def timed(fn: Callable[[], float], device: torch.device, repeats: int) -> tuple[
     return best, value
 
 
+def metric_cases(
+    s: torch.Tensor, y: torch.Tensor, m: torch.Tensor, g: torch.Tensor, bins: int
+) -> list[tuple[str, Callable[[], float]]]:
+    """(label, call) of every timed metric on image scores s, labels y, maps m and masks g."""
+    return [
+        ("image_auroc", lambda: image_auroc(s, y)),
+        ("f1_max", lambda: f1_max(s, y)),
+        ("average_precision", lambda: average_precision(s, y)),
+        ("pixel_auroc", lambda: pixel_auroc(m, g)),
+        ("pixel_average_precision", lambda: pixel_average_precision(m, g)),
+        ("aupro (fpr_limit=0.3)", lambda: aupro(m, g)),
+        (f"pixel_auroc binned={bins}", lambda: pixel_auroc(m, g, binned=bins)),
+        (f"aupro binned={bins}", lambda: aupro(m, g, binned=bins)),
+        ("compute_all", lambda: compute_all(s, y, m, g)["pixel_AUPRO"]),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="number of maps")
@@ -94,18 +111,7 @@ def main() -> None:
         devices.append(torch.device("cuda"))
     for device in devices:
         s, y, m, g = (t.to(device) for t in (scores, labels, maps, masks))
-        bins = args.bins
-        cases: list[tuple[str, Callable[[], float]]] = [
-            ("image_auroc", lambda: image_auroc(s, y)),
-            ("f1_max", lambda: f1_max(s, y)),
-            ("average_precision", lambda: average_precision(s, y)),
-            ("pixel_auroc", lambda: pixel_auroc(m, g)),
-            ("pixel_average_precision", lambda: pixel_average_precision(m, g)),
-            ("aupro (fpr_limit=0.3)", lambda: aupro(m, g)),
-            (f"pixel_auroc binned={bins}", lambda: pixel_auroc(m, g, binned=bins)),
-            (f"aupro binned={bins}", lambda: aupro(m, g, binned=bins)),
-            ("compute_all", lambda: compute_all(s, y, m, g)["pixel_AUPRO"]),
-        ]
+        cases = metric_cases(s, y, m, g, args.bins)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         print(f"\n{name}:")
         for label, fn in cases:

@@ -7,18 +7,28 @@ from adbench.data.batch import Batch
 from adbench.metrics import image_auroc
 from adbench.models import ADTR
 from adbench.models.adtr.loss import feature_reconstruction_loss
-from adbench.models.adtr.torch_model import ADTROutput, ADTRModel
+from adbench.models.adtr.torch_model import ADTRModel, ADTROutput
 from tests.conftest import make_mvtec_tree
 
 
 def small_adtr(**kwargs) -> ADTR:
-    args = dict(backbone="tf_efficientnet_lite0", pretrained=False, feature_size=4, hidden_dim=32,
-                num_encoder_layers=1, num_decoder_layers=1, heads=4, mlp_dim=64)
+    args = dict(
+        backbone="tf_efficientnet_lite0",
+        pretrained=False,
+        feature_size=4,
+        hidden_dim=32,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        heads=4,
+        mlp_dim=64,
+    )
     return ADTR(**{**args, **kwargs})
 
 
 def test_feature_grid_shapes_and_channel_count():
-    model = ADTRModel(backbone="tf_efficientnet_lite0", pretrained=False, feature_size=8, hidden_dim=32, heads=4)
+    model = ADTRModel(
+        backbone="tf_efficientnet_lite0", pretrained=False, feature_size=8, hidden_dim=32, heads=4
+    )
     out = model(torch.randn(2, 3, 64, 64))
     assert out.features.shape == (2, 16 + 24 + 40 + 112 + 320, 8, 8)
     assert out.reconstruction.shape == out.features.shape
@@ -42,7 +52,13 @@ def test_paper_configuration_has_720_channels():
 
 def test_outputs_at_input_resolution_and_score_is_max_of_pooled_map():
     model = small_adtr(score_pool_size=4)
-    batch = Batch(torch.randn(3, 3, 48, 40), torch.tensor([0, 1, 0]), torch.zeros(3, 1, 48, 40), ["a", "b", "c"], torch.arange(3))
+    batch = Batch(
+        torch.randn(3, 3, 48, 40),
+        torch.tensor([0, 1, 0]),
+        torch.zeros(3, 1, 48, 40),
+        ["a", "b", "c"],
+        torch.arange(3),
+    )
     out = model.predict_batch(batch)
     assert out["anomaly_map"].shape == (3, 1, 48, 40) and out["pred_score"].shape == (3,)
     pooled = torch.nn.functional.avg_pool2d(out["anomaly_map"], 4, stride=1).flatten(1).amax(1)
@@ -52,7 +68,13 @@ def test_outputs_at_input_resolution_and_score_is_max_of_pooled_map():
 def test_backbone_frozen_and_one_step_reduces_loss():
     torch.manual_seed(0)
     model = small_adtr()
-    batch = Batch(torch.randn(4, 3, 64, 64), torch.zeros(4, dtype=torch.long), torch.zeros(4, 1, 64, 64), list("abcd"), torch.arange(4))
+    batch = Batch(
+        torch.randn(4, 3, 64, 64),
+        torch.zeros(4, dtype=torch.long),
+        torch.zeros(4, 1, 64, 64),
+        list("abcd"),
+        torch.arange(4),
+    )
     optimizer = model.configure_optimizers()["optimizer"]
     frozen = {k: v.clone() for k, v in model.model.backbone.state_dict().items()}
     model.train()
@@ -70,11 +92,25 @@ def test_trained_adtr_beats_chance_on_known_defects(tmp_path):
     """Pretrained lite0 features + a short fit separate red-square defects from normal stripes."""
     L.seed_everything(0)
     root = make_mvtec_tree(tmp_path, category="bottle", size=64, n_train=16, n_test_good=6, n_per_defect=4)
-    dm = MVTecAD(root=root, category="bottle", image_size=64, batch_size=8, num_workers=0, val_split=0,
-                 mean=(0.5,) * 3, std=(0.5,) * 3)
+    dm = MVTecAD(
+        root=root,
+        category="bottle",
+        image_size=64,
+        batch_size=8,
+        num_workers=0,
+        val_split=0,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     model = small_adtr(pretrained=True, lr=1e-3, score_pool_size=4)
-    trainer = L.Trainer(max_epochs=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, callbacks=[])
+    trainer = L.Trainer(
+        max_epochs=8,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[],
+    )
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
     scores, labels = [], []

@@ -15,7 +15,9 @@ def test_lite0_offline_weights_are_real_imagenet_weights():
     from adbench.models.components.backbone import _lite_package_weights, _match_state_dict
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    model.load_state_dict(_match_state_dict(model.state_dict(), _lite_package_weights("tf_efficientnet_lite0"), "lite0"))
+    model.load_state_dict(
+        _match_state_dict(model.state_dict(), _lite_package_weights("tf_efficientnet_lite0"), "lite0")
+    )
     image = torch.tensor(np.asarray(data.chelsea())).permute(2, 0, 1)[None].float() / 255
     image = (F.interpolate(image, size=(224, 224), mode="bilinear") - 0.5) / 0.5
     with torch.no_grad():
@@ -53,4 +55,6 @@ def test_weights_path_roundtrip_and_bad_files(tmp_path):
     with pytest.raises(WeightsError, match=r"junk\.pth could not be read"):
         load_state_dict_file(tmp_path / "junk.pth")
     with pytest.raises(WeightsError, match="tensors"):
-        FeatureExtractor("tf_efficientnet_lite0", pretrained=True, weights_path=str(tmp_path / "resnet18.pth"))
+        FeatureExtractor(
+            "tf_efficientnet_lite0", pretrained=True, weights_path=str(tmp_path / "resnet18.pth")
+        )

@@ -17,7 +17,15 @@ def test_top_level_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for word in ("fit", "validate", "test", "predict", "adbench data demo", "adbench data download", "adbench benchmark"):
+    for word in (
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "adbench data demo",
+        "adbench data download",
+        "adbench benchmark",
+    ):
         assert word in out
 
 
@@ -54,7 +62,9 @@ def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
         "--data.init_args.image_size=64",
         "--data.init_args.batch_size=4",
     ]
-    if "pretrained" in spec["model"].get("init_args", {}) and "lite" not in str(spec["model"]["init_args"].get("backbone")):
+    if "pretrained" in spec["model"].get("init_args", {}) and "lite" not in str(
+        spec["model"]["init_args"].get("backbone")
+    ):
         args.append("--model.init_args.pretrained=false")
     if data_class in ("MVTecAD", "Folder"):
         args.append(f"--data.init_args.root={make_mvtec_tree(tmp_path / 'data', category=category)}")
@@ -65,7 +75,9 @@ def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_runs_a_tiny_fit_and_test(config, tmp_path, demo_root):
-    cli = build_cli_class()(args=["fit", "--config", str(config), *tiny_run_args(config, tmp_path, demo_root)])
+    cli = build_cli_class()(
+        args=["fit", "--config", str(config), *tiny_run_args(config, tmp_path, demo_root)]
+    )
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     results = json.loads((tmp_path / "metrics.json").read_text())
     assert results["model"] == cli.model.model_name
@@ -82,7 +94,8 @@ def test_fit_then_test_from_checkpoint_through_the_command(tmp_path, capsys):
         f"--trainer.default_root_dir={tmp_path}", "--trainer.limit_val_batches=0",
     ]  # fmt: skip
     logger = [
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path / 'logs'}"
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={tmp_path / 'logs'}",
     ]
     assert main(["fit", *common, *logger, "--trainer.max_epochs=2"]) == 0
     (last,) = list((tmp_path / "logs").rglob("last.ckpt"))
@@ -91,7 +104,9 @@ def test_fit_then_test_from_checkpoint_through_the_command(tmp_path, capsys):
     assert "adtr/mvtec/bottle" in str(metrics_file)  # the logger name comes from model, dataset, category
     results = json.loads(metrics_file.read_text())
     assert results["train_s"] > 0  # kept in the checkpoint, reported by the separate test run
-    assert {"image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP", "peak_mem_MB"} <= set(results)
+    assert {"image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP", "peak_mem_MB"} <= set(
+        results
+    )
     assert list((metrics_file.parent / "images").glob("*.png"))
 
 
@@ -105,9 +120,17 @@ def test_fit_then_test_from_checkpoint_through_the_command(tmp_path, capsys):
 )
 def test_bad_input_gives_one_line_error(tmp_path, capsys, args, message):
     root = make_mvtec_tree(tmp_path / "data", category="bottle")
-    base = ["fit", "--config", "configs/adtr_mvtec.yaml", f"--data.init_args.root={root}",
-            "--model.init_args.pretrained=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
-            "--data.init_args.num_workers=0", "--trainer.max_epochs=1"]
+    base = [
+        "fit",
+        "--config",
+        "configs/adtr_mvtec.yaml",
+        f"--data.init_args.root={root}",
+        "--model.init_args.pretrained=false",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--data.init_args.num_workers=0",
+        "--trainer.max_epochs=1",
+    ]
     assert main([*base, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("adbench: error:") and message in err[-1]
@@ -118,9 +141,17 @@ def test_corrupt_image_in_worker_gives_one_line_error(tmp_path, capsys):
     root = make_mvtec_tree(tmp_path / "data", category="bottle")
     for image in (root / "bottle" / "train" / "good").iterdir():
         image.write_bytes(b"garbage")
-    args = ["fit", "--config", "configs/adtr_mvtec.yaml", f"--data.init_args.root={root}",
-            "--model.init_args.pretrained=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}",
-            "--data.init_args.num_workers=1", "--trainer.max_epochs=1"]
+    args = [
+        "fit",
+        "--config",
+        "configs/adtr_mvtec.yaml",
+        f"--data.init_args.root={root}",
+        "--model.init_args.pretrained=false",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--data.init_args.num_workers=1",
+        "--trainer.max_epochs=1",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("adbench: error: cannot decode image") and "train/good" in err[-1]

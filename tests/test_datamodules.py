@@ -36,7 +36,9 @@ def test_validation_split_is_seeded_and_disjoint_from_train(tmp_path):
     def split(seed: int) -> tuple[set, set]:
         dm = MVTecAD(root=root, category="bottle", image_size=16, num_workers=0, val_split=0.2, seed=seed)
         dm.setup()
-        return {s.image_path for s in dm.dataset("train").samples}, {s.image_path for s in dm.dataset("val").samples}
+        return {s.image_path for s in dm.dataset("train").samples}, {
+            s.image_path for s in dm.dataset("val").samples
+        }
 
     train, val = split(0)
     assert len(val) == 4 and not train & val and len(train | val) == 20
@@ -46,8 +48,15 @@ def test_validation_split_is_seeded_and_disjoint_from_train(tmp_path):
 
 def test_center_crop_and_normalization(tmp_path):
     root = make_mvtec_tree(tmp_path, category="bottle", size=40)
-    dm = MVTecAD(root=root, category="bottle", image_size=40, center_crop=24, mean=(0.5,) * 3, std=(0.5,) * 3,
-                 num_workers=0)
+    dm = MVTecAD(
+        root=root,
+        category="bottle",
+        image_size=40,
+        center_crop=24,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        num_workers=0,
+    )
     item = dm.dataset("test")[0]
     assert item["image"].shape == (3, 24, 24)
     assert item["image"].min() >= -1.0 and item["image"].max() <= 1.0
@@ -72,7 +81,9 @@ def test_mvtec3d_rgb_layout(tmp_path):
     for split, defect, n in [("train", "good", 4), ("test", "good", 2), ("test", "crack", 2)]:
         (cat / split / defect / "rgb").mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(cat / split / defect / "rgb" / f"{i:03d}.png")
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+                cat / split / defect / "rgb" / f"{i:03d}.png"
+            )
             if defect != "good":
                 (cat / split / defect / "gt").mkdir(exist_ok=True)
                 mask = np.zeros((20, 24), np.uint8)
@@ -91,7 +102,9 @@ def test_ksdd2_labels_from_masks(tmp_path):
     for split, flags in [("train", [0, 0, 0, 1]), ("test", [0, 1, 1])]:
         (tmp_path / split).mkdir()
         for i, flag in enumerate(flags):
-            Image.fromarray(rng.integers(0, 255, (30, 12, 3), dtype=np.uint8)).save(tmp_path / split / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (30, 12, 3), dtype=np.uint8)).save(
+                tmp_path / split / f"{i}.png"
+            )
             mask = np.zeros((30, 12), np.uint8)
             if flag:
                 mask[3:6, 3:6] = 255

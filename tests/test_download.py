@@ -57,8 +57,12 @@ def test_zip_traversal_is_rejected(tmp_path):
 def test_download_and_extract_from_local_archive_verifies_first(tmp_path):
     archive = _tar(tmp_path / "data.tar.gz", {"bottle/train/good/000.png": b"png"})
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    root = download_and_extract(DownloadInfo("toy", "https://example.invalid/data.tar.gz", digest), tmp_path / "root", archive)
+    root = download_and_extract(
+        DownloadInfo("toy", "https://example.invalid/data.tar.gz", digest), tmp_path / "root", archive
+    )
     assert (root / "bottle" / "train" / "good" / "000.png").read_bytes() == b"png"
     with pytest.raises(DataError, match="corrupt"):
-        download_and_extract(DownloadInfo("toy", "https://x.invalid/a", "1" * 64), tmp_path / "other", archive)
+        download_and_extract(
+            DownloadInfo("toy", "https://x.invalid/a", "1" * 64), tmp_path / "other", archive
+        )
     assert not (tmp_path / "other" / "bottle").exists()

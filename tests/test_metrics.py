@@ -26,6 +26,7 @@ from adbench.metrics import (
     image_auroc,
     pixel_auroc,
     pixel_average_precision,
+    ranking,
 )
 from adbench.metrics.aupro import aupro_from_steps, component_weights
 from adbench.metrics.binned import bin_ids, score_range
@@ -99,7 +100,7 @@ def sk_f1_max(s: np.ndarray, y: np.ndarray) -> float:
 # Data
 # ----------------------------------------------------------------------------------------------------------
 
-KINDS = ("normal", "ties", "negative", "huge", "tiny_range", "constant")
+KINDS = ("normal", "ties", "negative", "huge", "tiny_range", "separated", "constant")
 
 
 def make_scores(rng: np.random.Generator, n: int, kind: str, y: np.ndarray) -> np.ndarray:
@@ -115,6 +116,8 @@ def make_scores(rng: np.random.Generator, n: int, kind: str, y: np.ndarray) -> n
         return np.round(base * 3) * 1e6
     if kind == "tiny_range":
         return 1.0 + np.round(base * 3) * 1e-12
+    if kind == "separated":  # positives mostly above the negatives
+        return base + 3 * y
     return np.full(n, -7.25)
 
 
@@ -212,7 +215,7 @@ def test_pixel_auroc_and_ap_match_sklearn(kind: str) -> None:
     assert pixel_average_precision(mt, gt) == pytest.approx(average_precision_score(flat_y, flat_s), abs=TOL)
 
 
-@pytest.mark.parametrize("kind", ("normal", "ties", "negative", "huge", "constant"))
+@pytest.mark.parametrize("kind", ("normal", "ties", "negative", "huge", "separated", "constant"))
 @pytest.mark.parametrize("fpr_limit", (0.3, 0.05, 0.5, 1.0))
 def test_aupro_matches_reference(kind: str, fpr_limit: float) -> None:
     rng = np.random.default_rng(int(fpr_limit * 100) + len(kind))
@@ -245,6 +248,9 @@ def test_known_answers_aupro() -> None:
     assert aupro(maps, masks, 1.0) == pytest.approx(1 / 6 + 2 / 3, abs=1e-12)
     assert aupro(maps, masks, 0.5) == pytest.approx((1 / 6 + 1 / 6) / 0.5, abs=1e-12)
     assert aupro(maps, masks, 0.3) == pytest.approx(0.5, abs=1e-12)
+    # limits exactly at the vertical jump (FPR 1/3) and at the end of the next horizontal segment
+    assert aupro(maps, masks, 1 / 3) == pytest.approx(0.5, abs=1e-12)
+    assert aupro(maps, masks, 2 / 3) == pytest.approx((1 / 6 + 1 / 3) / (2 / 3), abs=1e-12)
     # constant map: one diagonal segment (0,0) -> (1,1), area fpr_limit^2 / 2
     assert aupro(torch.zeros(1, 2, 3), torch.tensor([[[1, 0, 0], [0, 0, 0]]]), 0.3) == pytest.approx(0.15)
     # perfect separation, with raw scores of any sign and magnitude
@@ -287,6 +293,20 @@ def test_aupro_cut_pool_equals_full_curve() -> None:
             assert aupro(torch.tensor(maps), gt, fpr_limit) == pytest.approx(expected, abs=1e-12)
 
 
+def test_torch_sort_path_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU float sorting goes through numpy; the torch.sort path (CUDA, other dtypes) must agree."""
+    rng = np.random.default_rng(6)
+    maps, masks = make_maps(rng, n=5, h=20, w=20, kind="ties")
+    mt, gt = torch.tensor(maps).float(), torch.tensor(masks)
+
+    def all_pixel_metrics() -> list[float]:
+        return [pixel_auroc(mt, gt), pixel_average_precision(mt, gt), aupro(mt, gt), aupro(mt, gt, 0.02)]
+
+    expected = all_pixel_metrics()
+    monkeypatch.setattr(ranking, "sort_values", lambda values: torch.sort(values).values)
+    assert all_pixel_metrics() == expected
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Edge cases and validation
 # ----------------------------------------------------------------------------------------------------------
@@ -323,7 +343,8 @@ def test_nan_inf_scores_raise_naming_the_metric(fn, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fn", "name"), [(pixel_auroc, "pixel_AUROC"), (pixel_average_precision, "pixel_AP"), (aupro, "pixel_AUPRO")]
+    ("fn", "name"),
+    [(pixel_auroc, "pixel_AUROC"), (pixel_average_precision, "pixel_AP"), (aupro, "pixel_AUPRO")],
 )
 def test_nan_maps_raise_naming_the_metric(fn, name: str) -> None:
     maps = torch.rand(2, 1, 3, 3)

@@ -109,4 +109,6 @@ def test_ddp_equals_single_process(tmp_path: Path) -> None:
         for rank in (0, 1):
             assert abs(per_rank[rank][name] - value) <= 1e-12, (rank, name)
     # the duplicate changes the result if it is not dropped
-    assert image_auroc(scores[[*range(N_SAMPLES), 0]], labels[[*range(N_SAMPLES), 0]]) != expected["image_AUROC"]
+    assert (
+        image_auroc(scores[[*range(N_SAMPLES), 0]], labels[[*range(N_SAMPLES), 0]]) != expected["image_AUROC"]
+    )

@@ -12,23 +12,29 @@ from adbench.errors import ConfigError
 
 @dataclass(frozen=True)
 class Cell:
-    """One fit + test run of the grid.
+    """One cell of the grid: fit every stage in order, then test the last one.
 
     Attributes:
-        config: the run's YAML config (model, data, trainer).
+        stages: YAML configs fitted in order; each later stage starts from the previous stage's final
+            weights through ``--model.init_args.init_from`` (DSR's stages, ADTR then ADTR+).
         category: value of ``--data.init_args.category``.
         seed: value of ``--seed_everything``.
-        args: extra command-line overrides of this cell.
+        args: extra command-line overrides applied to every stage of this cell.
     """
 
-    config: str
+    stages: tuple[str, ...]
     category: str
     seed: int
     args: tuple[str, ...] = ()
 
     @property
+    def config(self) -> str:
+        """The cell's name in runs.csv: its stages joined with '+'."""
+        return "+".join(self.stages)
+
+    @property
     def key(self) -> str:
-        return f"{Path(self.config).stem}|{self.category}|{self.seed}"
+        return f"{self.config}|{self.category}|{self.seed}"
 
 
 @dataclass
@@ -36,7 +42,7 @@ class Grid:
     """A parsed benchmark file.
 
     Attributes:
-        name: benchmark name; results go to ``<output_dir>/<name>``.
+        name: benchmark name; results go to ``<output_dir>/<name>`` and W&B runs share this group.
         output_dir: parent folder of the results.
         cells: the runs, in order.
     """
@@ -50,6 +56,15 @@ class Grid:
         return self.output_dir / self.name
 
 
+def _stages(run: dict, path: Path) -> tuple[str, ...]:
+    config = run.get("config")
+    stages = tuple(config) if isinstance(config, list) else (config,)
+    for stage in stages:
+        if not stage or not Path(stage).is_file():
+            raise ConfigError(f"{path}: run config {stage!r} does not exist")
+    return stages
+
+
 def load_grid(path: str | Path) -> Grid:
     """Reads a benchmark YAML file.
 
@@ -59,9 +74,11 @@ def load_grid(path: str | Path) -> Grid:
         output_dir: results/benchmarks
         seeds: [0]
         runs:
-          - config: configs/adtr_demo.yaml
+          - config: configs/adtr_demo.yaml          # or a list of stage configs, fitted in order
             categories: [brick, grass]
-            args: ["--trainer.max_epochs=40"]
+            args: ["--trainer.max_epochs=40"]      # overrides for every cell of this run
+            category_args:                         # per-category overrides
+              grass: ["--data.init_args.image_size=320"]
     """
     path = Path(path)
     if not path.is_file():
@@ -73,14 +90,22 @@ def load_grid(path: str | Path) -> Grid:
     if not spec.get("runs"):
         raise ConfigError(f"{path}: `runs` is empty; list at least one config with its categories")
     seeds = [int(s) for s in spec.get("seeds", [0])]
-    grid = Grid(name=str(spec.get("name", path.stem)), output_dir=Path(spec.get("output_dir", "results/benchmarks")))
+    grid = Grid(
+        name=str(spec.get("name", path.stem)), output_dir=Path(spec.get("output_dir", "results/benchmarks"))
+    )
     for run in spec["runs"]:
-        config = run.get("config")
-        if not config or not Path(config).is_file():
-            raise ConfigError(f"{path}: run config {config!r} does not exist")
+        unknown = set(run) - {"config", "categories", "args", "category_args"}
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown run keys {sorted(unknown)}; expected config, categories, args, category_args"
+            )
+        stages = _stages(run, path)
         categories = run.get("categories")
         if not categories:
-            raise ConfigError(f"{path}: run {config} lists no categories")
-        args = tuple(str(a) for a in run.get("args", []))
-        grid.cells += [Cell(config, str(c), s, args) for s in seeds for c in categories]
+            raise ConfigError(f"{path}: run {stages[0]} lists no categories")
+        per_category = run.get("category_args") or {}
+        for seed in seeds:
+            for category in categories:
+                args = tuple(str(a) for a in [*run.get("args", []), *per_category.get(category, [])])
+                grid.cells.append(Cell(stages, str(category), seed, args))
     return grid

@@ -1,76 +1,200 @@
-"""Runs a benchmark grid cell by cell (fit then test, in-process), recording every cell's outcome."""
+"""Runs a benchmark grid: cells in-process (CPU, one GPU), one process per GPU, or as SLURM jobs.
+
+Every finished or failed cell is written to runs.csv and summary.md at once (atomically), so a kill at any
+moment loses at most the running cells; rerunning skips cells recorded as ``ok`` and retries the others.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
 import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from adbench.benchmark.cell import run_cell, write_spec
 from adbench.benchmark.grid import Cell, Grid
 from adbench.benchmark.results import RUN_COLUMNS, read_runs, write_runs, write_summary
 
 
-def run_cell(cell: Cell, root_dir: Path) -> dict[str, Any]:
-    """Fits and tests one cell through the same CLI machinery as ``adbench fit``; returns its result row."""
-    from adbench.callbacks import AnomalyMetrics
-    from adbench.cli import build_cli_class
-
-    args = [
-        "fit",
-        "--config", cell.config,
-        f"--data.init_args.category={cell.category}",
-        f"--seed_everything={cell.seed}",
-        f"--trainer.default_root_dir={root_dir}",
-        *cell.args,
-    ]  # fmt: skip
-    cli = build_cli_class()(args=args)
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-    metrics = next(c for c in cli.trainer.callbacks if isinstance(c, AnomalyMetrics))
-    return {**metrics.results, "seed": cell.seed, "run_dir": str(cli.trainer.log_dir)}
-
-
-def _finish_wandb() -> None:
-    try:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish(quiet=True)
-    except ImportError:
-        pass
-
-
 def _row_key(row: dict[str, Any]) -> str:
-    return f"{Path(str(row['config'])).stem}|{row['category']}|{int(row['seed'])}"
+    return f"{row['config']}|{row['category']}|{int(row['seed'])}"
 
 
-def run_grid(grid: Grid) -> pd.DataFrame:
-    """Runs every unfinished cell; rewrites runs.csv and summary.md atomically after each one.
+def _failure_row(cell: Cell, error: BaseException | str, log: Path) -> dict[str, Any]:
+    text = error if isinstance(error, str) else traceback.format_exception(error)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(text))
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    message = lines[-1] if lines else type(error).__name__
+    return {
+        "category": cell.category,
+        "seed": cell.seed,
+        "status": "failed",
+        "error": f"{message} (log: {log})",
+    }
 
-    Cells already recorded with status ``ok`` are skipped, so an interrupted benchmark resumes where it was;
-    failed cells are run again.
+
+class GridRun:
+    """The state of one benchmark run: result rows keyed by cell, written after every cell.
+
+    Args:
+        grid: the parsed benchmark.
     """
-    results_dir = grid.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    runs_path = results_dir / "runs.csv"
-    rows = {_row_key(r): r for r in read_runs(runs_path).to_dict("records")}
-    for number, cell in enumerate(grid.cells, start=1):
-        if rows.get(cell.key, {}).get("status") == "ok":
-            continue
-        print(f"[{number}/{len(grid.cells)}] {cell.config} category={cell.category} seed={cell.seed}", flush=True)
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.dir = grid.results_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.runs_path = self.dir / "runs.csv"
+        self.rows = {_row_key(r): r for r in read_runs(self.runs_path).to_dict("records")}
+        self._lock = threading.Lock()
+
+    def pending(self) -> list[Cell]:
+        """Cells not yet recorded as ``ok`` (new, failed or interrupted)."""
+        return [c for c in self.grid.cells if self.rows.get(c.key, {}).get("status") != "ok"]
+
+    def record(self, cell: Cell, row: dict[str, Any]) -> None:
+        """Stores a cell's row and rewrites runs.csv and summary.md atomically."""
+        with self._lock:
+            self.rows[cell.key] = {**row, "config": cell.config, "category": cell.category, "seed": cell.seed}
+            frame = self.frame()
+            write_runs(frame, self.runs_path)
+            write_summary(frame, self.dir / "summary.md", f"Benchmark {self.grid.name}")
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.rows.values())).reindex(columns=RUN_COLUMNS)
+
+    def error_log(self, cell: Cell) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cell.key)
+        return self.dir / "errors" / f"{safe}.log"
+
+
+def _run_in_process(run: GridRun, cells: list[Cell], announce: Callable[[Cell], None]) -> None:
+    for cell in cells:
+        announce(cell)
         try:
-            row = {**run_cell(cell, results_dir / "runs"), "status": "ok", "error": ""}
+            row = {**run_cell(cell, run.dir / "runs"), "status": "ok", "error": ""}
         except Exception as error:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
-            log = results_dir / "errors" / f"{cell.key.replace('|', '_')}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(traceback.format_exc())
-            message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            row = {"category": cell.category, "seed": cell.seed, "status": "failed", "error": message}
+            row = _failure_row(cell, error, run.error_log(cell))
+        run.record(cell, row)
+
+
+def _run_subprocess(run: GridRun, cell: Cell, gpu: int | None) -> dict[str, Any]:
+    """Runs a cell in a fresh Python process (pinned to one GPU); returns its row."""
+    work = run.dir / "cells" / run.error_log(cell).stem
+    work.mkdir(parents=True, exist_ok=True)
+    spec, result = work / "spec.json", work / "result.json"
+    result.unlink(missing_ok=True)
+    write_spec(cell, run.dir / "runs", spec)
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    with open(work / "output.log", "w") as output:
+        code = subprocess.call(
+            [sys.executable, "-m", "adbench.benchmark.cell", str(spec), str(result)],
+            env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    if code == 0 and result.is_file():
+        return {**json.loads(result.read_text()), "status": "ok", "error": ""}
+    tail = (work / "output.log").read_text()[-4000:]
+    return _failure_row(cell, f"cell process exited with {code}\n{tail}", run.error_log(cell))
+
+
+def _run_on_gpus(run: GridRun, cells: list[Cell], gpus: int, announce: Callable[[Cell], None]) -> None:
+    free = list(range(gpus))
+    lock = threading.Lock()
+
+    def work(cell: Cell) -> None:
+        with lock:
+            gpu = free.pop()
+        try:
+            announce(cell)
+            run.record(cell, _run_subprocess(run, cell, gpu))
         finally:
-            _finish_wandb()
-        rows[cell.key] = {**row, "config": cell.config}
-        frame = pd.DataFrame(list(rows.values())).reindex(columns=RUN_COLUMNS)
-        write_runs(frame, runs_path)
-        write_summary(frame, results_dir / "summary.md", f"Benchmark {grid.name}")
-    return pd.DataFrame(list(rows.values())).reindex(columns=RUN_COLUMNS)
+            with lock:
+                free.append(gpu)
+
+    with ThreadPoolExecutor(max_workers=gpus) as pool:
+        list(pool.map(work, cells))
+
+
+def _run_submitit(
+    run: GridRun, cells: list[Cell], slurm: dict[str, Any], announce: Callable[[Cell], None]
+) -> None:
+    try:
+        import submitit
+    except ImportError:
+        from adbench.errors import ConfigError
+
+        raise ConfigError(
+            "--launcher submitit needs the submitit package: pip install 'adbench[slurm]'"
+        ) from None
+    executor = submitit.AutoExecutor(folder=str(run.dir / "slurm"), cluster=slurm.pop("cluster", None))
+    executor.update_parameters(**slurm)
+    jobs = []
+    for cell in cells:
+        announce(cell)
+        jobs.append((cell, executor.submit(run_cell, cell, run.dir / "runs")))
+    for cell, job in jobs:
+        try:
+            row = {**job.result(), "status": "ok", "error": ""}
+        except Exception as error:  # noqa: BLE001 - a failing job is recorded and the grid goes on
+            row = _failure_row(cell, error, run.error_log(cell))
+        run.record(cell, row)
+
+
+def run_grid(
+    grid: Grid, launcher: str = "auto", gpus: int | None = None, slurm: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Runs every unfinished cell of ``grid``.
+
+    Args:
+        grid: the benchmark.
+        launcher: ``auto`` (one process per GPU when several GPUs are visible, else in-process),
+            ``inprocess``, ``processes`` (one process per GPU) or ``submitit`` (each cell a SLURM job).
+        gpus: how many GPUs to use with ``processes`` (default: all visible).
+        slurm: submitit executor parameters (e.g. ``slurm_partition``, ``timeout_min``, ``gpus_per_node``;
+            ``cluster: local`` runs the jobs as local processes).
+
+    Returns:
+        All rows of runs.csv.
+    """
+    run = GridRun(grid)
+    cells = run.pending()
+    total = len(grid.cells)
+    numbers = {c.key: i for i, c in enumerate(grid.cells, start=1)}
+
+    def announce(cell: Cell) -> None:
+        print(
+            f"[{numbers[cell.key]}/{total}] {cell.config} category={cell.category} seed={cell.seed}",
+            flush=True,
+        )
+
+    if not cells:
+        print(f"all {total} cells of {grid.name} are done; delete {run.runs_path} to run them again")
+        return run.frame()
+    os.environ["WANDB_RUN_GROUP"] = grid.name
+    if launcher == "auto":
+        import torch
+
+        visible = torch.cuda.device_count()
+        launcher, gpus = ("processes", gpus or visible) if visible > 1 else ("inprocess", gpus)
+    if launcher == "inprocess":
+        _run_in_process(run, cells, announce)
+    elif launcher == "processes":
+        import torch
+
+        _run_on_gpus(run, cells, max(1, gpus or torch.cuda.device_count() or 1), announce)
+    elif launcher == "submitit":
+        _run_submitit(run, cells, dict(slurm or {}), announce)
+    else:
+        raise ValueError(f"unknown launcher {launcher!r}")
+    return run.frame()

@@ -42,7 +42,9 @@ class AnomalyMetrics(Callback):
         filename: name of the results file in the log dir.
     """
 
-    def __init__(self, fpr_limit: float = 0.3, pixel_metrics: bool = True, filename: str = "metrics.json") -> None:
+    def __init__(
+        self, fpr_limit: float = 0.3, pixel_metrics: bool = True, filename: str = "metrics.json"
+    ) -> None:
         self.fpr_limit = fpr_limit
         self.pixel_metrics = pixel_metrics
         self.filename = filename
@@ -102,4 +104,3 @@ class AnomalyMetrics(Callback):
         if trainer.is_global_zero:
             path = atomic_write_json(run_dir(trainer) / self.filename, self.results)
             rank_zero_info(f"Test results ({path}):\n{format_table(self.results)}")
-

@@ -55,7 +55,12 @@ class Timing(Callback):
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_test_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         _sync(pl_module.device)
         self._batch_start = time.perf_counter()
@@ -78,6 +83,8 @@ class Timing(Callback):
         images = sum(n for _, n in times)
         return {
             "train_s": round(float(getattr(pl_module, "train_seconds", 0.0)), 3),
-            "infer_ms_per_image": round(1000 * sum(t for t, _ in times) / images, 3) if images else float("nan"),
+            "infer_ms_per_image": round(1000 * sum(t for t, _ in times) / images, 3)
+            if images
+            else float("nan"),
             "peak_mem_MB": round(peak_memory_mb(pl_module.device), 1),
         }

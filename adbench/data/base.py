@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import albumentations as A
@@ -105,7 +104,9 @@ class AnomalyDataModule(LightningDataModule):
 
     def _check_root(self) -> None:
         if not self.category_root.is_dir():
-            raise DataError(f"{self.dataset_name} data not found at {self.category_root}: {self.download_hint()}")
+            raise DataError(
+                f"{self.dataset_name} data not found at {self.category_root}: {self.download_hint()}"
+            )
 
     def _split_train_val(self, normals: list[Sample]) -> tuple[list[Sample], list[Sample]]:
         if self.val_split == 0 or len(normals) < 2:

@@ -106,7 +106,10 @@ def _fetch(url: str, target: Path) -> None:
 
     with urllib.request.urlopen(url) as response:  # noqa: S310 - official https archive addresses only
         total = int(response.headers.get("Content-Length", 0)) or None
-        with open(target, "wb") as sink, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+        with (
+            open(target, "wb") as sink,
+            tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar,
+        ):
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 sink.write(chunk)
                 bar.update(len(chunk))

@@ -36,7 +36,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             image = _to_uint8(image)
-            if image.mode == "RGBA" or image.mode == "LA" or (image.mode == "P" and "transparency" in image.info):
+            if (
+                image.mode == "RGBA"
+                or image.mode == "LA"
+                or (image.mode == "P" and "transparency" in image.info)
+            ):
                 background = Image.new("RGB", image.size, (0, 0, 0))
                 background.paste(image.convert("RGBA"), mask=image.convert("RGBA").split()[-1])
                 image = background

@@ -52,7 +52,9 @@ class KSDD2(AnomalyDataModule):
             mask = path.with_name(f"{path.stem}_GT.png")
             if not mask.is_file():
                 continue
-            samples.append(Sample(path, int(_has_defect(mask)), mask, "defect" if _has_defect(mask) else "good"))
+            samples.append(
+                Sample(path, int(_has_defect(mask)), mask, "defect" if _has_defect(mask) else "good")
+            )
         return samples
 
     def train_samples(self) -> list[Sample]:

@@ -48,7 +48,9 @@ def mvtec_layout_samples(
         for image_path in list_images(defect_dir / image_subdir):
             mask_path = None
             if masks is not None and masks.is_dir():
-                candidates = [masks / f"{image_path.stem}{mask_suffix}{ext}" for ext in (".png", image_path.suffix)]
+                candidates = [
+                    masks / f"{image_path.stem}{mask_suffix}{ext}" for ext in (".png", image_path.suffix)
+                ]
                 mask_path = next((m for m in candidates if m.is_file()), None)
             samples.append(Sample(image_path, label, mask_path, defect))
     return samples
@@ -68,7 +70,9 @@ class MVTecAD(AnomalyDataModule):
         return f"download it with `adbench data download mvtec --root {self.root}`"
 
     def list_samples(self, split: str) -> list[Sample]:
-        return mvtec_layout_samples(self.category_root, split, lambda d: self.category_root / "ground_truth" / d)
+        return mvtec_layout_samples(
+            self.category_root, split, lambda d: self.category_root / "ground_truth" / d
+        )
 
 
 class MVTec3D(AnomalyDataModule):
@@ -107,9 +111,14 @@ class Folder(AnomalyDataModule):
         super().__init__(*args, **kwargs)
 
     def download_hint(self) -> str:
-        return "expected an MVTec-style tree <root>/<category>/train/good; check --data.root and --data.category"
+        return (
+            "expected an MVTec-style tree <root>/<category>/train/good; check --data.root and --data.category"
+        )
 
     def list_samples(self, split: str) -> list[Sample]:
         return mvtec_layout_samples(
-            self.category_root, split, lambda d: self.category_root / "ground_truth" / d, mask_suffix=self.mask_suffix
+            self.category_root,
+            split,
+            lambda d: self.category_root / "ground_truth" / d,
+            mask_suffix=self.mask_suffix,
         )

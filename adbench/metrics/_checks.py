@@ -31,13 +31,19 @@ def as_scores(scores: Any, name: str, what: str = "scores") -> Tensor:
         if t.is_complex():
             raise ValueError(f"{name}: {what} must be real-valued, got dtype {t.dtype}.")
         t = t.double()
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    if t.numel() and not _all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"{name}: {what} contain {bad} NaN/inf values; the anomaly scores must all be finite "
             "(check the model output, e.g. for a division by zero or an overflow)."
         )
     return t
+
+
+def _all_finite(t: Tensor) -> bool:
+    """True when no value is NaN or inf (min and max propagate NaN: one fast reduction)."""
+    lo, hi = torch.aminmax(t.reshape(-1))
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
 def as_labels(labels: Any, name: str, what: str = "labels") -> Tensor:
@@ -57,14 +63,15 @@ def as_labels(labels: Any, name: str, what: str = "labels") -> Tensor:
     t = torch.as_tensor(labels)
     if t.dtype == torch.bool:
         return t
-    bad = (t != 0) & (t != 1)
-    if t.numel() and bool(bad.any()):
+    nonzero = t != 0
+    if not bool((t[nonzero] == 1).all()):
+        bad = (t != 0) & (t != 1)
         examples = torch.unique(t[bad])[:5].tolist()
         raise ValueError(
             f"{name}: {what} must be binary (0 = normal, 1 = anomalous); "
             f"found {int(bad.sum())} other values, e.g. {examples}."
         )
-    return t != 0
+    return nonzero
 
 
 def check_same_shape(a: Tensor, b: Tensor, name: str, what_a: str, what_b: str) -> None:
@@ -142,7 +149,7 @@ def has_both_classes(labels: Tensor, name: str, level: str, warn: bool = True) -
         level: ``"image"`` or ``"pixel"``, selects the wording.
         warn: emit the warning (``compute_all`` warns once itself).
     """
-    n_pos = int(labels.sum())
+    n_pos = int(torch.count_nonzero(labels))
     n_neg = labels.numel() - n_pos
     if n_pos > 0 and n_neg > 0:
         return True

@@ -50,12 +50,25 @@ def bin_ids(values: Tensor, lo: float, hi: float, bins: int) -> Tensor:
         bins: number of bins.
 
     Returns:
-        (n,) int64 bin ids.
+        (n,) int32 bin ids.
     """
     half = not math.isfinite(hi - lo)
     span = hi / 2 - lo / 2 if half else hi - lo
     offset = (values / 2 - lo / 2) if half else (values - lo)
-    return (offset * ((bins - 1) / span)).clamp_(0, bins - 1).long()
+    return (offset * ((bins - 1) / span)).clamp_(0, bins - 1).to(torch.int32)
+
+
+def _sum_per_bin(ids: Tensor, weights: Tensor, counts: Tensor) -> Tensor:
+    """Sum of the weights in each bin, by sorting (deterministic, unlike a weighted bincount on CUDA).
+
+    Args:
+        ids: (P,) bin ids.
+        weights: (P,) float64 weights.
+        counts: (bins,) number of ids in each bin.
+    """
+    order = torch.argsort(ids, stable=True)
+    cum = torch.cat([weights.new_zeros(1), torch.cumsum(weights[order], 0)])
+    return torch.diff(cum[torch.cumsum(counts, 0)], prepend=cum[:1])
 
 
 def binned_steps(scores: Tensor, positive: Tensor, bins: int, weights: Tensor | None = None) -> Steps:
@@ -86,5 +99,5 @@ def binned_steps(scores: Tensor, positive: Tensor, bins: int, weights: Tensor | 
         hist += torch.bincount(bin_ids(chunk, lo, hi, bins), minlength=bins)
     k_pos = bin_ids(pos_vals, lo, hi, bins)
     pos = torch.bincount(k_pos, minlength=bins)
-    weight = None if w is None else torch.bincount(k_pos, weights=w, minlength=bins).flip(0)
+    weight = None if w is None else _sum_per_bin(k_pos, w, pos).flip(0)
     return Steps(neg=(hist - pos).flip(0), pos=pos.flip(0), weight=weight)

@@ -6,6 +6,10 @@ repeated ids keeping the first occurrence (``DistributedSampler`` pads the last 
 samples), orders the samples by id and calls the functional metric, so a DDP run gives exactly the
 single-process value.
 
+Call ``update`` during the epoch and ``compute`` at its end; calling the metric object (``forward``) also
+computes a per-batch value, which is rarely meaningful for ranking metrics (and warns for one-class
+batches).
+
 Do not replace these by torchmetrics' ``BinaryAUROC`` & co.: those apply a sigmoid to scores outside [0, 1],
 which squashes raw anomaly scores into ties.
 """

@@ -7,8 +7,9 @@ through negatives only, which adds collinear points and changes no metric. So th
 positive levels in the pool count, for each level, the negatives strictly above it and equal to it.
 
 For AUPRO only the curve up to a false-positive rate limit matters. ``neg_fraction`` then restricts the
-pool to the scores in the top histogram bins that hold just over that fraction of the negatives, so that
-the sort stays small (about a third of the pixels for ``fpr_limit=0.3``).
+pool to the scores above a cut value, found with a histogram and checked exactly, that leaves just over
+that fraction of the negatives in the pool, so that the sort stays small (about a third of the pixels for
+``fpr_limit=0.3``).
 
 Everything is vectorized torch code that runs on CPU and CUDA alike. The one device-specific detail:
 sorting a large CPU float tensor goes through numpy's SIMD sort, about 3x faster than ``torch.sort``.
@@ -52,29 +53,47 @@ def _level_weights(pos_vals: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, T
     return levels, counts, torch.diff(at_end, prepend=at_end.new_zeros(1))
 
 
-def _pool(scores: Tensor, pos_vals: Tensor, levels_desc: Tensor, n_neg: int, neg_fraction: float | None):
+def _full_pool(scores: Tensor, levels_desc: Tensor) -> tuple[Tensor, int]:
+    """Sorted scores >= the lowest positive score (lower negatives only matter by their count)."""
+    if levels_desc.numel():
+        keep = scores >= levels_desc[-1]
+        if int(torch.count_nonzero(keep)) < 0.8 * scores.numel():
+            return sort_values(scores[keep]), levels_desc.numel()
+    return sort_values(scores), levels_desc.numel()
+
+
+def _pool(
+    scores: Tensor, pos_vals: Tensor, levels_desc: Tensor, n_neg: int, neg_fraction: float | None
+) -> tuple[Tensor, int]:
     """Sorted pool of scores and the number of leading (highest) positive levels it fully covers.
 
-    Every score above or equal to a covered level is in the pool, so counts in the pool are global counts;
-    the pool holds more than ``neg_fraction * n_neg`` negatives.
+    Every score >= a covered level is in the pool, so counts in the pool are global counts. Without
+    ``neg_fraction`` all levels are covered. With it, the pool is every score >= a cut value found with a
+    histogram (one bin of margin, so float rounding cannot matter) and checked to leave more than
+    ``neg_fraction * n_neg`` negatives in the pool.
     """
     if neg_fraction is None or n_neg == 0 or neg_fraction >= 1:
-        return sort_values(scores), levels_desc.numel()
+        return _full_pool(scores, levels_desc)
     lo, hi = score_range(scores)
-    if not hi > lo:
-        return sort_values(scores), levels_desc.numel()
+    span = hi - lo
+    if not (span > 0 and math.isfinite(span)):
+        return _full_pool(scores, levels_desc)
     need = min(n_neg, math.floor(neg_fraction * n_neg) + 1)
     hist = torch.zeros(_CUT_BINS, dtype=torch.int64, device=scores.device)
-    for chunk in scores.split(_CHUNK):
+    for chunk in scores.split(_CHUNK):  # bincount without weights: deterministic on CUDA too
         hist += torch.bincount(bin_ids(chunk, lo, hi, _CUT_BINS), minlength=_CUT_BINS)
     hist -= torch.bincount(bin_ids(pos_vals, lo, hi, _CUT_BINS), minlength=_CUT_BINS)
     neg_at_or_above = hist.flip(0).cumsum(0).flip(0)
-    cut = int(torch.nonzero(neg_at_or_above >= need).max())
-    if cut == 0:
-        return sort_values(scores), levels_desc.numel()
-    parts = [chunk[bin_ids(chunk, lo, hi, _CUT_BINS) >= cut] for chunk in scores.split(_CHUNK)]
-    covered = int((bin_ids(levels_desc, lo, hi, _CUT_BINS) >= cut).sum())
-    return sort_values(torch.cat(parts)), covered
+    enough = torch.nonzero(neg_at_or_above >= need)
+    cut_bin = int(enough.max()) - 1 if enough.numel() else 0
+    if cut_bin <= 0:
+        return _full_pool(scores, levels_desc)
+    cut = torch.tensor(lo + cut_bin * (span / (_CUT_BINS - 1)), dtype=scores.dtype, device=scores.device)
+    pool = scores[scores >= cut]
+    pool_pos = int(torch.count_nonzero(pos_vals >= cut))
+    if pool.numel() - pool_pos < need:  # cannot happen with one bin of margin; stay exact anyway
+        return _full_pool(scores, levels_desc)
+    return sort_values(pool), int(torch.count_nonzero(levels_desc >= cut))
 
 
 def exact_steps(

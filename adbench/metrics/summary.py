@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from torch import Tensor
 
 from ._checks import image_pair, one_class_message, pixel_pair
@@ -64,7 +65,7 @@ def compute_all(
     if maps is None or masks is None:
         return out
     m, g = pixel_pair(maps, masks, "pixel metrics")
-    n_pos = int(g.sum())
+    n_pos = int(torch.count_nonzero(g))
     if n_pos == 0:
         return out
     if n_pos == g.numel():

@@ -62,9 +62,15 @@ class AnomalyModule(LightningModule):
     def predict_batch(self, batch: Batch) -> dict[str, Any]:
         """Full-resolution anomaly maps and image scores for a batch, with the batch fields."""
         low_res = self.anomaly_map(batch.image)
-        anomaly_map = F.interpolate(low_res, size=batch.image.shape[-2:], mode="bilinear", align_corners=False)
+        anomaly_map = F.interpolate(
+            low_res, size=batch.image.shape[-2:], mode="bilinear", align_corners=False
+        )
         if not torch.isfinite(anomaly_map).all():
-            bad = [p for p, ok in zip(batch.path, torch.isfinite(anomaly_map).flatten(1).all(1), strict=True) if not ok]
+            bad = [
+                p
+                for p, ok in zip(batch.path, torch.isfinite(anomaly_map).flatten(1).all(1), strict=True)
+                if not ok
+            ]
             raise NonFiniteError(
                 f"{self.model_name}: the anomaly map of {bad[0]} (and {len(bad) - 1} more) contains NaN/inf; "
                 "the model diverged or its checkpoint is broken: retrain or check the checkpoint"
@@ -88,7 +94,9 @@ class AnomalyModule(LightningModule):
                 f"{self.current_epoch}); lower the learning rate, enable gradient clipping "
                 "(--trainer.gradient_clip_val 1.0) or check the input images"
             )
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=batch.batch_size)
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=batch.batch_size
+        )
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
@@ -110,8 +118,12 @@ class AnomalyModule(LightningModule):
         if expected is None or datamodule is None or not hasattr(datamodule, "mean"):
             return
         mean, std = expected
-        close = torch.allclose(torch.tensor(mean), torch.tensor(datamodule.mean, dtype=torch.float32), atol=1e-3)
-        close &= torch.allclose(torch.tensor(std), torch.tensor(datamodule.std, dtype=torch.float32), atol=1e-3)
+        close = torch.allclose(
+            torch.tensor(mean), torch.tensor(datamodule.mean, dtype=torch.float32), atol=1e-3
+        )
+        close &= torch.allclose(
+            torch.tensor(std), torch.tensor(datamodule.std, dtype=torch.float32), atol=1e-3
+        )
         if not close:
             warnings.warn(
                 f"{self.model_name}: the backbone expects mean={tuple(mean)} std={tuple(std)} but the data is "

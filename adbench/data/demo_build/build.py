@@ -23,7 +23,8 @@ import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,7 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=1)
 
 
-def make_defective(
-    category: str, kind: str, seed: int, index: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_defective(category: str, kind: str, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Draws the ``index``-th test image of a defect type.
 
     Args:
@@ -108,8 +107,26 @@ def make_normal(category: str, split: str, seed: int, index: int) -> np.ndarray:
     return finish(image, rng)
 
 
+def _write_normal(path: Path, category: str, split: str, seed: int, index: int) -> None:
+    _save_png(path, make_normal(category, split, seed, index))
+
+
+def _write_defective(
+    image_path: Path, mask_path: Path, category: str, kind: str, seed: int, index: int
+) -> None:
+    image, mask = make_defective(category, kind, seed, index)
+    _save_png(image_path, image)
+    _save_png(mask_path, mask.astype(np.uint8) * 255)
+
+
 def build_category(
-    out: Path, category: str, seed: int, n_train: int = N_TRAIN, n_good: int = N_GOOD, n_defective: int = N_DEFECTIVE
+    out: Path,
+    category: str,
+    seed: int,
+    n_train: int = N_TRAIN,
+    n_good: int = N_GOOD,
+    n_defective: int = N_DEFECTIVE,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Writes one category folder.
 
@@ -120,26 +137,39 @@ def build_category(
         n_train: normal training images.
         n_good: normal test images.
         n_defective: defective test images, split over the defect types.
+        workers: threads drawing and encoding images (files do not depend on it).
 
     Returns:
         Image count per folder, e.g. ``{"train/good": 100, "test/good": 25, "test/hole": 10, ...}``.
     """
     counts: dict[str, int] = {}
+    tasks: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
     for split, n in (("train", n_train), ("test", n_good)):
         folder = out / split / "good"
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            _save_png(folder / f"{i:03d}.png", make_normal(category, split, seed, i))
+        tasks += [(_write_normal, (folder / f"{i:03d}.png", category, split, seed, i)) for i in range(n)]
         counts[f"{split}/good"] = n
     for kind, n in defect_counts(category, n_defective).items():
         images, masks = out / "test" / kind, out / "ground_truth" / kind
         images.mkdir(parents=True, exist_ok=True)
         masks.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            image, mask = make_defective(category, kind, seed, i)
-            _save_png(images / f"{i:03d}.png", image)
-            _save_png(masks / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
+        tasks += [
+            (
+                _write_defective,
+                (images / f"{i:03d}.png", masks / f"{i:03d}_mask.png", category, kind, seed, i),
+            )
+            for i in range(n)
+        ]
         counts[f"test/{kind}"] = n
+    normal_sample(category, sample_rng(seed, category, "warm-up"))  # fill the source caches before threads
+    foreign_texture(category, sample_rng(seed, category, "warm-up"))
+    if workers <= 1:
+        for fn, args in tasks:
+            fn(*args)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(fn, *args) for fn, args in tasks]:
+                future.result()
     return counts
 
 
@@ -160,7 +190,9 @@ def _params(n_train: int, n_good: int, n_defective: int) -> dict[str, int]:
     return {"n_train": n_train, "n_good": n_good, "n_defective": n_defective, "image_size": IMAGE_SIZE}
 
 
-def _is_current(root: Path, marker: dict[str, Any] | None, seed: int, categories: Sequence[str], params: dict) -> bool:
+def _is_current(
+    root: Path, marker: dict[str, Any] | None, seed: int, categories: Sequence[str], params: dict
+) -> bool:
     if marker is None or marker.get("version") != VERSION or marker.get("seed") != seed:
         return False
     if marker.get("params") != params:
@@ -179,7 +211,12 @@ def _lock(root: Path) -> Iterator[None]:
         return
     lock_path = root.parent / f".{root.name}.lock"
     with open(lock_path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: the atomic rename still keeps the set whole
+            log.warning("could not lock %s; building without a lock", lock_path)
+            yield
+            return
         try:
             yield
         finally:
@@ -206,13 +243,14 @@ def build_demo(
     n_train: int = N_TRAIN,
     n_good: int = N_GOOD,
     n_defective: int = N_DEFECTIVE,
+    workers: int | None = None,
 ) -> Path:
     """Builds the demo set under ``root`` unless an identical one is there already.
 
     A set built with the same seed, version and sizes that holds every requested category is reused as is.
-    Otherwise the requested categories (plus those of a compatible earlier build) are written to a temporary
-    sibling folder, which then replaces ``root`` in one rename. A ``root`` that exists, is not empty and has no
-    demo marker is never deleted: that raises ``FileExistsError``.
+    Otherwise the requested categories (plus those of a compatible earlier build) are written to a
+    temporary sibling folder, which then replaces ``root`` in one rename. A ``root`` that exists, is not
+    empty and has no demo marker is never deleted: that raises ``FileExistsError``.
 
     Args:
         root: dataset folder (``root/<category>/...``).
@@ -222,6 +260,8 @@ def build_demo(
         n_train: normal training images per category.
         n_good: normal test images per category.
         n_defective: defective test images per category, split over its defect types.
+        workers: threads drawing and encoding images; by default up to 4, one per CPU. The files do not
+            depend on it.
 
     Returns:
         ``root`` as a ``Path``.
@@ -246,16 +286,23 @@ def build_demo(
         if not force and _is_current(root, marker, seed, wanted, params):
             return root  # another process built it while we waited
         if marker is None and root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise FileExistsError(f"{root} exists and is not a demo dataset (no {MARKER}); not overwriting it")
-        if marker is not None and marker.get("version") == VERSION and marker.get("seed") == seed:
-            if marker.get("params") == params:  # keep the categories built before
-                wanted += [c for c in marker.get("categories", []) if c in CATEGORY_SPECS and c not in wanted]
+            raise FileExistsError(
+                f"{root} exists and is not a demo dataset (no {MARKER}); not overwriting it"
+            )
+        same = {"version": VERSION, "seed": seed, "params": params}
+        if marker is not None and all(marker.get(k) == v for k, v in same.items()):
+            # Same set, more categories: keep those built before.
+            wanted += [c for c in marker.get("categories", []) if c in CATEGORY_SPECS and c not in wanted]
         ordered = [c for c in DEMO_CATEGORIES if c in wanted]
 
         start = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
         try:
-            counts = {c: build_category(tmp / c, c, seed, n_train, n_good, n_defective) for c in ordered}
+            if workers is None:
+                workers = max(1, min(4, os.cpu_count() or 1))
+            counts = {
+                c: build_category(tmp / c, c, seed, n_train, n_good, n_defective, workers) for c in ordered
+            }
             new_marker = {
                 "seed": seed,
                 "version": VERSION,
@@ -271,6 +318,11 @@ def build_demo(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        log.info("built demo set %s (seed %d, %d categories) in %.1f s", root, seed, len(ordered),
-                 time.perf_counter() - start)
+        log.info(
+            "built demo set %s (seed %d, %d categories) in %.1f s",
+            root,
+            seed,
+            len(ordered),
+            time.perf_counter() - start,
+        )
     return root

@@ -222,24 +222,26 @@ def stain(
         fg: (H, W) bool where the object is; the stain is clipped to it.
 
     Returns:
-        image (H, W, 3) float32, mask (H, W) bool (alpha of the blob above 0.5).
+        image (H, W, 3) float32, mask (H, W) bool (alpha of the blob above 0.3: the faint fringe beyond is
+        left out).
     """
     fg = _foreground(image, fg)
     radius = rng.uniform(6, 12) if subtle else rng.uniform(12, 38)
     opacity = rng.uniform(0.15, 0.25) if subtle else rng.uniform(0.4, 0.75)
     center = _pick_inside(rng, fg, 0.6 * radius)
-    alpha, signed = _blob(image.shape[:2], center, radius, rng, 0.35, radius * rng.uniform(0.3, 0.6))
+    alpha, signed = _blob(image.shape[:2], center, radius, rng, 0.35, radius * rng.uniform(0.25, 0.45))
     alpha = alpha * _soft(fg)
     mottle = 0.8 + 0.2 * np.tanh(_smooth_noise(image.shape[:2], rng, 3.0))
     if rng.random() < 0.4:
-        mottle = mottle * (1.0 + 0.6 * np.exp(-((signed / (0.15 * radius + 1.0)) ** 2)))
+        ring = np.exp(-(((signed - 0.15 * radius) / (0.1 * radius + 1.0)) ** 2))  # just inside the edge
+        mottle = mottle * (1.0 + 0.6 * ring)
     weight = np.clip(opacity * alpha * mottle, 0.0, 1.0)
     colour = _STAIN_COLOURS[int(rng.integers(len(_STAIN_COLOURS)))]
     if colour.mean() > 0.8:
         out = _lerp(image, np.broadcast_to(colour, image.shape), weight)
     else:
         out = image * (1.0 - weight[..., None] * (1.0 - colour))  # absorbing: tints and darkens
-    return _result(out, alpha > 0.5)
+    return _result(out, alpha > 0.3)
 
 
 def hole(
@@ -304,8 +306,8 @@ def color(
     mode = int(rng.integers(3))
     if mode == 0:  # hue shift (another dye / alloy)
         sign = 1.0 if rng.random() < 0.5 else -1.0
-        h[...] = (h + sign * amount * rng.uniform(0.07, 0.18)) % 1.0
-        sat[...] = np.clip(sat * (1.0 + amount * rng.uniform(0.1, 0.5)) + amount * 0.08, 0.0, 1.0)
+        h[...] = (h + sign * amount * rng.uniform(0.06, 0.14)) % 1.0
+        sat[...] = np.clip(sat * (1.0 + amount * rng.uniform(0.0, 0.3)) + amount * 0.05, 0.0, 1.0)
     elif mode == 1:  # bleached / faded
         sat[...] = sat * (1.0 - amount * rng.uniform(0.4, 0.7))
         val[...] = val + (1.0 - val) * amount * rng.uniform(0.1, 0.3)
@@ -369,12 +371,11 @@ def deform(
         fg: (H, W) bool where the object is; the warp is centred on it.
 
     Returns:
-        image (H, W, 3) float32, mask (H, W) bool: pixels displaced by at least 1.5 pixels (1 if subtle),
-        holes filled.
+        image (H, W, 3) float32, mask (H, W) bool: pixels displaced by at least one pixel, holes filled.
     """
     shape = image.shape[:2]
     fg = _foreground(image, fg)
-    radius = rng.uniform(12, 20) if subtle else rng.uniform(20, 45)
+    radius = rng.uniform(12, 20) if subtle else rng.uniform(20, 40)
     cx, cy = _pick_inside(rng, fg, 0.5 * radius)
     win = _window(shape, (cx, cy), 2.2 * radius)  # the Gaussian falloff is below 1e-4 beyond
     yy, xx = (g[win] for g in _grid(shape))
@@ -397,7 +398,7 @@ def deform(
     out = image.copy()
     out[win] = _sample(image, src_y, src_x)
     displaced = np.zeros(shape, dtype=bool)
-    displaced[win] = np.hypot(src_x - xx, src_y - yy) >= (1.0 if subtle else 1.5)
+    displaced[win] = np.hypot(src_x - xx, src_y - yy) >= 1.0
     return _result(out, ndi.binary_fill_holes(displaced))
 
 

@@ -47,7 +47,9 @@ CATEGORY_SPECS: dict[str, CategorySpec] = {
         CategorySpec("grass", "texture", ("color", "hole", "texture", "stain"), "skimage grass.png"),
         CategorySpec("gravel", "texture", ("hole", "stain", "texture", "color"), "skimage gravel.png"),
         CategorySpec("coin", "object", ("scratch", "missing", "color", "stain"), "skimage coins.png"),
-        CategorySpec("cup", "object", ("scratch", "missing", "misplaced", "stain", "color"), "skimage coffee.png"),
+        CategorySpec(
+            "cup", "object", ("scratch", "missing", "misplaced", "stain", "color"), "skimage coffee.png"
+        ),
         CategorySpec("cat", "object", ("color", "deform", "misplaced", "stain"), "skimage chelsea.png"),
         CategorySpec("flower", "object", ("missing", "color", "hole", "deform"), "sklearn flower.jpg"),
     )
@@ -80,7 +82,7 @@ def _read(package: str, name: str) -> np.ndarray:
 
 
 def _gradient_map(gray: np.ndarray, name: str) -> np.ndarray:
-    """Maps a grayscale image (H, W) to colour (H, W, 3) through the category's tint, after a 1-99% stretch."""
+    """Maps grayscale (H, W) to colour (H, W, 3) through the category's tint, after a 1-99% stretch."""
     lo, hi = np.percentile(gray, [1.0, 99.0])
     g = np.clip((gray - lo) / max(hi - lo, 1e-6), 0.0, 1.0)[..., None]
     dark, light = (np.asarray(c, dtype=np.float32) for c in _TINTS[name])
@@ -97,14 +99,30 @@ class _Source:
     Attributes:
         image: padded RGB uint8 image.
         fg: padded foreground mask ("L", 0/255) or None (textures: everything is foreground).
-        height: height of the unpadded photograph.
-        width: width of the unpadded photograph.
+        height: height of the unpadded (rescaled) photograph.
+        width: width of the unpadded (rescaled) photograph.
+        scale: rescaling applied to the original photograph (coordinates are given in original pixels).
     """
 
     image: Image.Image
     fg: Image.Image | None
     height: int
     width: int
+    scale: float = 1.0
+
+
+def _object_source(rgb: np.ndarray, fg: np.ndarray, crop: float) -> _Source:
+    """Rescales an object photograph (H, W, 3) and its mask (H, W) once, so that a ``crop``-pixel square
+    becomes ``IMAGE_SIZE`` pixels (anti-aliased), and pads both for affine crops."""
+    scale = IMAGE_SIZE / crop
+    h, w = rgb.shape[:2]
+    size = (round(w * scale), round(h * scale))
+    image = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB").resize(
+        size, Image.Resampling.LANCZOS
+    )
+    mask = Image.fromarray(fg.astype(np.uint8) * 255, "L").resize(size, Image.Resampling.BILINEAR)
+    small_fg = np.asarray(mask) > 127
+    return _Source(_pad_rgb(_to_float(image)), _pad_mask(small_fg), size[1], size[0], scale)
 
 
 def _pad_rgb(rgb: np.ndarray) -> Image.Image:
@@ -117,7 +135,9 @@ def _pad_mask(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(padded, "L")
 
 
-def _ellipse(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
+def _ellipse(
+    shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float, angle: float = 0.0
+) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     u = ((xx - cx) * c + (yy - cy) * s) / ax
@@ -125,14 +145,20 @@ def _ellipse(shape: tuple[int, int], cx: float, cy: float, ax: float, ay: float,
     return u * u + v * v <= 1.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _texture_source(name: str) -> _Source:
     gray = _read("skimage.data", f"{name}.png")
     rgb = _gradient_map(gray, name)
     return _Source(_pad_rgb(rgb), None, *gray.shape)
 
 
-@functools.lru_cache(maxsize=None)
+# Nominal crop of each object: (x, y) centre and side, in pixels of the original photograph.
+_CUP = ((278.0, 203.0), 372.0)
+_CAT = ((228.0, 152.0), 292.0)
+_FLOWER = ((307.0, 222.0), 336.0)
+
+
+@functools.cache
 def _cup_source() -> _Source:
     rgb = _read("skimage.data", "coffee.png")
     shape = rgb.shape[:2]
@@ -142,27 +168,27 @@ def _cup_source() -> _Source:
         | _ellipse(shape, 290, 118, 121, 102)
         | _ellipse(shape, 365, 285, 42, 42)
     )
-    return _Source(_pad_rgb(rgb), _pad_mask(fg), *shape)
+    return _object_source(rgb, fg, _CUP[1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cat_source() -> _Source:
     rgb = _read("skimage.data", "chelsea.png")
     shape = rgb.shape[:2]
     fg = _ellipse(shape, 225, 165, 175, 140)  # the face; the blurred room behind is background
-    return _Source(_pad_rgb(rgb), _pad_mask(fg), *shape)
+    return _object_source(rgb, fg, _CAT[1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flower_source() -> _Source:
     rgb = _read("sklearn.datasets", "images/flower.jpg")
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    r, b = rgb[..., 0], rgb[..., 2]
     petals = ndi.gaussian_filter(r - b, 2.0) > 0.2  # orange petals against blue-green foliage
     lab, _ = ndi.label(petals)
     # The dahlia in the middle, without the stem and the flower cut by the bottom edge.
     central = (lab == lab[222, 307]) & _ellipse(rgb.shape[:2], 307, 222, 148, 148)
     fg = ndi.binary_fill_holes(ndi.binary_closing(central, iterations=3))
-    return _Source(_pad_rgb(rgb), _pad_mask(fg), *rgb.shape[:2])
+    return _object_source(rgb, fg, _FLOWER[1])
 
 
 @dataclass(frozen=True)
@@ -184,7 +210,7 @@ class _Coins:
     diameters: tuple[float, ...]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _coins_source() -> _Coins:
     gray = _read("skimage.data", "coins.png")
     smooth = ndi.gaussian_filter(gray, 1.5)
@@ -235,7 +261,6 @@ def _affine_crop(
     angle: float,
     flip: bool,
     resample: int,
-    supersample: int = 1,
 ) -> Image.Image:
     """Renders a square crop of a padded source, rotated and possibly mirrored, at ``IMAGE_SIZE``.
 
@@ -246,12 +271,11 @@ def _affine_crop(
         angle: rotation of the crop in degrees.
         flip: whether the crop is mirrored left-right.
         resample: PIL resampling filter.
-        supersample: render at this multiple of the size, then box-reduce (anti-aliases down-scaling).
 
     Returns:
         The crop, ``IMAGE_SIZE`` x ``IMAGE_SIZE``, same mode as ``image``.
     """
-    out = IMAGE_SIZE * supersample
+    out = IMAGE_SIZE
     scale = size / out
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     fx = -1.0 if flip else 1.0
@@ -260,8 +284,7 @@ def _affine_crop(
     half = out / 2.0
     offset = np.array([cx, cy]) - m @ np.array([half, half])
     data = (m[0, 0], m[0, 1], offset[0], m[1, 0], m[1, 1], offset[1])
-    big = image.transform((out, out), Image.Transform.AFFINE, data, resample=resample)
-    return big.reduce(supersample) if supersample > 1 else big
+    return image.transform((out, out), Image.Transform.AFFINE, data, resample=resample)
 
 
 def _to_float(image: Image.Image) -> np.ndarray:
@@ -287,16 +310,17 @@ def _texture_normal(name: str, rng: np.random.Generator, any_turn: bool) -> tupl
 def _object_normal(
     src: _Source,
     rng: np.random.Generator,
-    center: tuple[float, float],
-    size: float,
+    nominal: tuple[tuple[float, float], float],
     shift: float = 0.025,
     max_angle: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    cx = center[0] + rng.uniform(-shift, shift) * size
-    cy = center[1] + rng.uniform(-shift, shift) * size
+    (x, y), size = nominal
+    size = size * src.scale
+    cx = x * src.scale + rng.uniform(-shift, shift) * size
+    cy = y * src.scale + rng.uniform(-shift, shift) * size
     angle = rng.uniform(-max_angle, max_angle)
     size = size * rng.uniform(0.97, 1.03)
-    crop = _affine_crop(src.image, (cx, cy), size, angle, False, Image.Resampling.BICUBIC, supersample=2)
+    crop = _affine_crop(src.image, (cx, cy), size, angle, False, Image.Resampling.BICUBIC)
     assert src.fg is not None
     fg = _affine_crop(src.fg, (cx, cy), size, angle, False, Image.Resampling.BILINEAR)
     return _to_float(crop), _to_float(fg) > 0.5
@@ -322,9 +346,9 @@ _NORMALS: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray
     "grass": lambda rng: _texture_normal("grass", rng, any_turn=True),
     "gravel": lambda rng: _texture_normal("gravel", rng, any_turn=True),
     "coin": _coin_normal,
-    "cup": lambda rng: _object_normal(_cup_source(), rng, (278.0, 203.0), 372.0),
-    "cat": lambda rng: _object_normal(_cat_source(), rng, (228.0, 152.0), 292.0),
-    "flower": lambda rng: _object_normal(_flower_source(), rng, (307.0, 222.0), 336.0, max_angle=4.0),
+    "cup": lambda rng: _object_normal(_cup_source(), rng, _CUP),
+    "cat": lambda rng: _object_normal(_cat_source(), rng, _CAT),
+    "flower": lambda rng: _object_normal(_flower_source(), rng, _FLOWER, max_angle=4.0),
 }
 
 # The foreign material pasted by the "texture" defect of each texture category.

@@ -5,11 +5,11 @@ Every generator is configured in ``__init__`` with plain types and called as
 all randomness comes from the passed generator.
 """
 
+from adbench.data.synthesis.base import AnomalyGenerator
 from adbench.data.synthesis.confetti import ConfettiNoise
 from adbench.data.synthesis.cutpaste import CutPaste, color_jitter
 from adbench.data.synthesis.fractal import FractalAnomaly, fractal_mask, random_ifs
 from adbench.data.synthesis.perlin import (
-    AnomalyGenerator,
     PerlinSmudge,
     perlin_mask,
     perlin_noise_2d,

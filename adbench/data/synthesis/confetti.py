@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adbench.data.synthesis.perlin import AnomalyGenerator, _as_range, rand, rand_int
+from adbench.data.synthesis.base import AnomalyGenerator, _as_range, rand, rand_int
 
 __all__ = ["ConfettiNoise"]
 

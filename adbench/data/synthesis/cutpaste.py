@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from adbench.data.synthesis.perlin import AnomalyGenerator, _as_range, rand, rand_int, rand_uniform
+from adbench.data.synthesis.base import AnomalyGenerator, _as_range, rand, rand_int, rand_uniform
 
 __all__ = ["CutPaste", "color_jitter"]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adbench.data.synthesis.perlin import AnomalyGenerator, _as_range, rand, rand_int, rand_uniform
+from adbench.data.synthesis.base import AnomalyGenerator, _as_range, rand, rand_int, rand_uniform
 
 __all__ = ["FractalAnomaly", "fractal_mask", "random_ifs"]
 

@@ -70,7 +70,9 @@ def _match_state_dict(target: dict[str, Tensor], source: dict[str, Tensor], what
     mapped = {}
     for (key, value), (src_key, src_value) in zip(target.items(), source.items(), strict=True):
         if value.shape != src_value.shape:
-            raise WeightsError(f"{what}: tensor {src_key} {tuple(src_value.shape)} does not fit {key} {tuple(value.shape)}")
+            raise WeightsError(
+                f"{what}: tensor {src_key} {tuple(src_value.shape)} does not fit {key} {tuple(value.shape)}"
+            )
         mapped[key] = src_value
     return mapped
 
@@ -99,7 +101,9 @@ class FeatureExtractor(nn.Module):
         self.layers = tuple(layers)
         self.frozen = frozen
         try:
-            self.model = timm.create_model(name, features_only=True, out_indices=self.layers, pretrained=False)
+            self.model = timm.create_model(
+                name, features_only=True, out_indices=self.layers, pretrained=False
+            )
         except RuntimeError as error:
             raise WeightsError(f"timm cannot build backbone {name!r}: {error}") from None
         if pretrained:

@@ -19,4 +19,6 @@ def resize_and_concat(features: Sequence[Tensor], size: int | tuple[int, int]) -
     Returns:
         (B, sum C_i, size_h, size_w).
     """
-    return torch.cat([F.interpolate(f, size=size, mode="bilinear", align_corners=True) for f in features], dim=1)
+    return torch.cat(
+        [F.interpolate(f, size=size, mode="bilinear", align_corners=True) for f in features], dim=1
+    )
