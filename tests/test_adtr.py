@@ -120,3 +120,24 @@ def test_trained_adtr_beats_chance_on_known_defects(tmp_path):
         labels.append(batch.label)
     assert image_auroc(torch.cat(scores), torch.cat(labels)) > 0.8
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_feature_cache_gives_the_same_loss_and_skips_the_backbone():
+    from adbench.models.components.feature_cache import FeatureCache
+
+    torch.manual_seed(0)
+    model = small_adtr(cache_features=True, dropout=0.0)
+    batch = Batch(torch.randn(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), torch.zeros(3, 1, 32, 32), ["a", "b", "c"], torch.arange(3))
+    model.train()
+    first = model.compute_loss(batch)["loss"]
+    assert len(model.feature_cache) == 3
+    calls = []
+    original = model.model.extract
+    model.model.extract = lambda image: calls.append(len(image)) or original(image)
+    again = model.compute_loss(batch)["loss"]
+    assert calls == [] and torch.allclose(first, again)
+    model.eval()
+    assert torch.allclose(model.compute_loss(batch)["loss"], first) and calls == [3]  # eval never uses the cache
+    cache = FeatureCache()
+    mixed = cache.get(["a", "x"], torch.ones(2, 1, 1, 1), lambda image: image * 2)
+    assert mixed.shape == (2, 1, 1, 1) and len(cache) == 2

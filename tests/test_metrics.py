@@ -521,3 +521,20 @@ def test_cuda_matches_cpu() -> None:
         assert cuda[key] == pytest.approx(value, abs=1e-12)
     assert aupro(mt.cuda(), gt.cuda()) == pytest.approx(aupro(mt, gt), abs=1e-12)
     assert pixel_auroc(mt.cuda(), gt.cuda(), binned=100) == pixel_auroc(mt, gt, binned=100)
+
+
+def test_pixel_metrics_set_equals_the_separate_classes():
+    from adbench.metrics import PixelAUPRO, PixelAUROC, PixelAveragePrecision, PixelMetrics
+
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.randn(6, 1, 12, 12, generator=generator)
+    masks = (torch.rand(6, 1, 12, 12, generator=generator) > 0.8).float()
+    index = torch.tensor([0, 1, 2, 3, 4, 5])
+    combined, separate = PixelMetrics(fpr_limit=0.3), [PixelAUROC(), PixelAUPRO(0.3), PixelAveragePrecision()]
+    for start in (0, 3, 3):  # the repeated batch mimics DDP padding duplicates
+        for metric in [combined, *separate]:
+            metric.update(maps[start : start + 3], masks[start : start + 3], index[start : start + 3])
+    values = combined.compute()
+    assert values["pixel_AUROC"].item() == separate[0].compute().item()
+    assert values["pixel_AUPRO"].item() == separate[1].compute().item()
+    assert values["pixel_AP"].item() == separate[2].compute().item()

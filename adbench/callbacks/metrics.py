@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
@@ -10,14 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from adbench.callbacks.run_dir import run_dir
 from adbench.callbacks.timing import Timing
 from adbench.io import atomic_write_json
-from adbench.metrics import (
-    ImageAUROC,
-    ImageAveragePrecision,
-    ImageF1Max,
-    PixelAUPRO,
-    PixelAUROC,
-    PixelAveragePrecision,
-)
+from adbench.metrics import ImageAUROC, ImageAveragePrecision, ImageF1Max, PixelMetrics
 
 
 def format_table(rows: dict[str, Any]) -> str:
@@ -50,7 +45,7 @@ class AnomalyMetrics(Callback):
         self.filename = filename
         self.results: dict[str, Any] = {}
         self._image: dict[str, Any] = {}
-        self._pixel: dict[str, Any] = {}
+        self._pixel: PixelMetrics | None = None
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         device = pl_module.device
@@ -61,15 +56,7 @@ class AnomalyMetrics(Callback):
         }
         datamodule = getattr(trainer, "datamodule", None)
         use_pixels = self.pixel_metrics and getattr(datamodule, "has_pixel_labels", True)
-        self._pixel = (
-            {
-                "pixel_AUROC": PixelAUROC().to(device),
-                "pixel_AUPRO": PixelAUPRO(fpr_limit=self.fpr_limit).to(device),
-                "pixel_AP": PixelAveragePrecision().to(device),
-            }
-            if use_pixels
-            else {}
-        )
+        self._pixel = PixelMetrics(fpr_limit=self.fpr_limit).to(device) if use_pixels else None
 
     def on_test_batch_end(
         self,
@@ -83,13 +70,14 @@ class AnomalyMetrics(Callback):
         index = outputs["index"]
         for metric in self._image.values():
             metric.update(outputs["pred_score"].detach(), outputs["label"], index)
-        for metric in self._pixel.values():
-            metric.update(outputs["anomaly_map"].detach(), outputs["mask"], index)
+        if self._pixel is not None:
+            self._pixel.update(outputs["anomaly_map"].detach(), outputs["mask"], index)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        values = {name: float(metric.compute()) for name, metric in {**self._image, **self._pixel}.items()}
+        values = {name: float(metric.compute()) for name, metric in self._image.items()}
+        pixel = self._pixel.compute() if self._pixel is not None else {}
         for name in ("pixel_AUROC", "pixel_AUPRO", "pixel_AP"):
-            values.setdefault(name, float("nan"))
+            values[name] = float(pixel[name]) if name in pixel else float("nan")
         pl_module.log_dict({f"test/{k}": v for k, v in values.items()}, rank_zero_only=True)
         names = dict(pl_module.describe()) if hasattr(pl_module, "describe") else {}
         datamodule = getattr(trainer, "datamodule", None)
@@ -99,8 +87,25 @@ class AnomalyMetrics(Callback):
         self.results = {**names, **values, **(timing.summary(pl_module) if timing else {})}
         if datamodule is not None and hasattr(datamodule, "dataset"):
             self.results["test_images"] = len(datamodule.dataset("test"))
-        for metric in [*self._image.values(), *self._pixel.values()]:
+        for metric in [*self._image.values(), *([self._pixel] if self._pixel is not None else [])]:
             metric.reset()
         if trainer.is_global_zero:
             path = atomic_write_json(run_dir(trainer) / self.filename, self.results)
             rank_zero_info(f"Test results ({path}):\n{format_table(self.results)}")
+            upload_results(trainer, path, self.results)
+
+
+def upload_results(trainer: Trainer, path: Path, results: dict[str, Any]) -> None:
+    """Attaches metrics.json and its values to the W&B run; a logger failure only warns (the file is written)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        try:
+            logger.experiment.summary.update({f"test/{k}": v for k, v in results.items()})
+            logger.experiment.save(str(path), base_path=str(path.parent), policy="now")
+        except Exception as error:  # noqa: BLE001 - never lose local results to a logging problem
+            warnings.warn(
+                f"could not upload {path} to W&B ({error}); the local file is complete", stacklevel=2
+            )

@@ -55,9 +55,13 @@ class ArrayDataset(Dataset):
         transform: the joint image/mask transform (``ImageMaskTransform``).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, names: list[str], transform: ImageMaskTransform):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, names: list[str], transform: ImageMaskTransform
+    ):
         if not len(images) == len(labels) == len(names):
-            raise ValueError(f"images, labels and names differ in length: {len(images)}, {len(labels)}, {len(names)}")
+            raise ValueError(
+                f"images, labels and names differ in length: {len(images)}, {len(labels)}, {len(names)}"
+            )
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.names = list(names)
@@ -93,7 +97,8 @@ class CIFAR10OneClass(AnomalyDataModule):
     ``root`` holds torchvision's extracted folders ``cifar-10-batches-py`` (and ``cifar-100-python`` for
     auxiliary anomalies). ``download: true`` fetches the official archives (md5-checked, safely extracted).
     The normal class is ``normal_class`` (or ``category``, the name the benchmark runner sets): a class name
-    or an index 0-9.
+    or an index 0-9. ``seed`` (of the base class) seeds the validation split, the sampled test anomalies and
+    the sampled auxiliary anomalies: one seed gives one fixed split.
 
     Args:
         root: folder holding ``cifar-10-batches-py`` / ``cifar-100-python``.
@@ -139,10 +144,14 @@ class CIFAR10OneClass(AnomalyDataModule):
                     raise DataError(f"CIFAR-10 class index {text} is out of range 0-9")
                 text = CIFAR10_CLASSES[int(text)]
             if text not in CIFAR10_CLASSES:
-                raise DataError(f"unknown CIFAR-10 class {value!r}; valid: {', '.join(CIFAR10_CLASSES)} or 0-9")
+                raise DataError(
+                    f"unknown CIFAR-10 class {value!r}; valid: {', '.join(CIFAR10_CLASSES)} or 0-9"
+                )
             names.append(text)
         if len(set(names)) > 1:
-            raise ConfigError(f"normal_class {normal_class!r} and category {category!r} name different classes")
+            raise ConfigError(
+                f"normal_class {normal_class!r} and category {category!r} name different classes"
+            )
         return names[0] if names else CIFAR10_CLASSES[0]
 
     # --------------------------------------------------------------------------------------------- reading
@@ -156,7 +165,9 @@ class CIFAR10OneClass(AnomalyDataModule):
         return False
 
     def download_hint(self) -> str:
-        return f"set --data.init_args.download=true to download it into {self.root}, or point root at its folder"
+        return (
+            f"set --data.init_args.download=true to download it into {self.root}, or point root at its folder"
+        )
 
     def list_samples(self, split: str) -> list[Sample]:
         """CIFAR images live in memory, not in files: there are no file samples."""
@@ -173,7 +184,9 @@ class CIFAR10OneClass(AnomalyDataModule):
             download_and_extract(info, self.root)
             missing = [f for f in files if not (folder / f).is_file()]
         if missing:
-            raise DataError(f"{name} data not found at {folder} (missing {missing[0]}): {self.download_hint()}")
+            raise DataError(
+                f"{name} data not found at {folder} (missing {missing[0]}): {self.download_hint()}"
+            )
         reader = cls
         if not self.verify_checksums:
             reader = _UncheckedCIFAR10 if cls is CIFAR10 else _UncheckedCIFAR100
@@ -185,7 +198,9 @@ class CIFAR10OneClass(AnomalyDataModule):
                 "download again (--data.init_args.download=true)"
             ) from None
         except (OSError, EOFError, KeyError, ValueError, TypeError) as error:
-            raise DataError(f"cannot read {name} files under {folder}: {error}; delete and download again") from None
+            raise DataError(
+                f"cannot read {name} files under {folder}: {error}; delete and download again"
+            ) from None
         return np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64)
 
     # --------------------------------------------------------------------------------------------- splits
@@ -197,7 +212,9 @@ class CIFAR10OneClass(AnomalyDataModule):
         c = self.normal_class
         normal_train = np.flatnonzero(train_classes == c)
         if len(normal_train) == 0:
-            raise DataError(f"no CIFAR-10 training images of class {self.category} under {self.category_root}")
+            raise DataError(
+                f"no CIFAR-10 training images of class {self.category} under {self.category_root}"
+            )
         train_ids, val_ids = self._split_train_val(normal_train.tolist())
 
         normal_test = np.flatnonzero(test_classes == c)
@@ -217,13 +234,20 @@ class CIFAR10OneClass(AnomalyDataModule):
             names += [f"cifar100/train/{i}" for i in aux_ids]
 
         self._datasets = {
-            "train": ArrayDataset(np.concatenate(images), np.concatenate(labels), names, self._transform(True)),
+            "train": ArrayDataset(
+                np.concatenate(images), np.concatenate(labels), names, self._transform(True)
+            ),
             "val": ArrayDataset(
-                train_images[val_ids], np.zeros(len(val_ids)), [f"cifar10/train/{i}" for i in val_ids],
+                train_images[val_ids],
+                np.zeros(len(val_ids)),
+                [f"cifar10/train/{i}" for i in val_ids],
                 self._transform(False),
             ),
             "test": ArrayDataset(
-                test_images[test_ids], test_labels, [f"cifar10/test/{i}" for i in test_ids], self._transform(False)
+                test_images[test_ids],
+                test_labels,
+                [f"cifar10/test/{i}" for i in test_ids],
+                self._transform(False),
             ),
         }
 

@@ -45,7 +45,9 @@ def labelled_anomaly_samples(
         raise DataError(f"anomaly folder {image_dir} does not exist; check --data.init_args.anomaly_dir")
     masks = Path(mask_dir).expanduser() if mask_dir is not None else None
     if masks is not None and not masks.is_dir():
-        raise DataError(f"anomaly mask folder {masks} does not exist; check --data.init_args.anomaly_mask_dir")
+        raise DataError(
+            f"anomaly mask folder {masks} does not exist; check --data.init_args.anomaly_mask_dir"
+        )
     folders = [(image_dir, "anomaly", masks)]
     for sub in sorted(p for p in image_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         folders.append((sub, sub.name, masks / sub.name if masks is not None else None))
@@ -54,8 +56,13 @@ def labelled_anomaly_samples(
         for image_path in list_images(folder):
             mask_path = None
             if mask_folder is not None:
-                candidates = [mask_folder / f"{image_path.stem}{mask_suffix}{ext}" for ext in (".png", image_path.suffix)]
-                mask_path = next((m for m in candidates if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES), None)
+                candidates = [
+                    mask_folder / f"{image_path.stem}{mask_suffix}{ext}"
+                    for ext in (".png", image_path.suffix)
+                ]
+                mask_path = next(
+                    (m for m in candidates if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES), None
+                )
             samples.append(Sample(image_path, 1, mask_path, defect))
     if not samples:
         raise DataError(f"anomaly folder {image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -95,7 +102,9 @@ class LabelledAnomaliesMixin:
         samples = super().train_samples()
         if self.anomaly_dir is None:
             return samples
-        anomalies = labelled_anomaly_samples(self.anomaly_dir, self.anomaly_mask_dir, self.anomaly_mask_suffix)
+        anomalies = labelled_anomaly_samples(
+            self.anomaly_dir, self.anomaly_mask_dir, self.anomaly_mask_suffix
+        )
         test_images = {s.image_path.resolve() for s in self.list_samples("test")}
         leaked = [s.image_path for s in anomalies if s.image_path.resolve() in test_images]
         if leaked:

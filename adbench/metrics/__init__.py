@@ -7,7 +7,7 @@ plus ``"image_AP"``). Every function takes ``binned=None`` (exact) or a number o
 
 Metric classes (``update(preds, target, index)``, DDP-safe de-duplication by sample index):
 ``ImageAUROC``, ``PixelAUROC``, ``PixelAUPRO``, ``ImageF1Max``, ``ImageAveragePrecision``,
-``PixelAveragePrecision``.
+``PixelAveragePrecision``, and ``PixelMetrics`` (the three pixel metrics from one copy of the maps).
 """
 
 from .aupro import aupro
@@ -20,6 +20,7 @@ from .classes import (
     PixelAUPRO,
     PixelAUROC,
     PixelAveragePrecision,
+    PixelMetrics,
 )
 from .f1_max import f1_max
 from .summary import METRIC_NAMES, compute_all
@@ -32,6 +33,7 @@ __all__ = [
     "PixelAUPRO",
     "PixelAUROC",
     "PixelAveragePrecision",
+    "PixelMetrics",
     "aupro",
     "average_precision",
     "compute_all",

@@ -84,7 +84,7 @@ def aupro(maps: Tensor, masks: Tensor, fpr_limit: float = 0.3, *, binned: int | 
     pixels (mask 0, over all images) that are anomalous. PRO is integrated over FPR in [0, fpr_limit].
 
     Cost: only the normal pixels in the top score bins holding just over ``fpr_limit`` of them are sorted,
-    plus the defect pixels (about 1.2 s for 500 maps of 256 x 256 on a 2-core CPU).
+    plus the defect pixels (about 1 s for 500 maps of 256 x 256 on an idle 2-core CPU).
 
     Args:
         maps: (N, 1, H, W) or (N, H, W) raw anomaly maps, any range and sign.

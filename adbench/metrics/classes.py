@@ -88,17 +88,22 @@ class _IndexedMetric(Metric):
         self.target.append(t)
         self.index.append(idx.long())
 
-    def compute(self) -> Tensor:
-        """The metric over all unique samples seen (synced across processes): a float64 scalar tensor."""
+    def unique_samples(self) -> tuple[Tensor, Tensor] | None:
+        """(preds, target) of every distinct sample seen (synced across processes), ordered by index;
+        None (with a warning) before any update."""
         if isinstance(self.index, list) and not self.index:
             warnings.warn(f"{self.name}: compute() called without any update; returning nan.", stacklevel=2)
+            return None
+        keep = first_by_index(dim_zero_cat(self.index))
+        return dim_zero_cat(self.preds)[keep], dim_zero_cat(self.target)[keep]
+
+    def compute(self) -> Tensor:
+        """The metric over all unique samples seen (synced across processes): a float64 scalar tensor."""
+        samples = self.unique_samples()
+        if samples is None:
             return torch.tensor(float("nan"), dtype=torch.float64)
-        index = dim_zero_cat(self.index)
-        keep = first_by_index(index)
-        preds = dim_zero_cat(self.preds)[keep]
-        target = dim_zero_cat(self.target)[keep]
-        value = self._evaluate(preds, target)
-        return torch.tensor(value, dtype=torch.float64, device=preds.device)
+        value = self._evaluate(*samples)
+        return torch.tensor(value, dtype=torch.float64, device=samples[0].device)
 
 
 class _ImageMetric(_IndexedMetric):
@@ -203,3 +208,37 @@ class PixelAUPRO(_PixelMetric):
 
     def _evaluate(self, preds: Tensor, target: Tensor) -> float:
         return aupro(preds, target, self.fpr_limit, binned=self.binned)
+
+
+class PixelMetrics(_PixelMetric):
+    """Pixel AUROC, AUPRO and AP from one stored copy of the maps (a third of the memory of the three
+    separate classes). Same update as ``PixelAUROC``; ``compute()`` returns a dict of float64 scalars keyed
+    ``pixel_AUROC``, ``pixel_AUPRO``, ``pixel_AP``.
+
+    Args:
+        fpr_limit: FPR integration limit of AUPRO in (0, 1].
+        binned: None (exact) or number of thresholds.
+        **kwargs: forwarded to ``torchmetrics.Metric``.
+    """
+
+    name = "pixel_metrics"
+
+    def __init__(self, fpr_limit: float = 0.3, *, binned: int | None = None, **kwargs: Any) -> None:
+        super().__init__(binned=binned, **kwargs)
+        self.fpr_limit = check_fpr_limit(fpr_limit)
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        samples = self.unique_samples()
+        names = ("pixel_AUROC", "pixel_AUPRO", "pixel_AP")
+        if samples is None:
+            return {name: torch.tensor(float("nan"), dtype=torch.float64) for name in names}
+        maps, masks = samples
+        values = (
+            pixel_auroc(maps, masks, binned=self.binned),
+            aupro(maps, masks, self.fpr_limit, binned=self.binned),
+            pixel_average_precision(maps, masks, binned=self.binned),
+        )
+        return {
+            n: torch.tensor(v, dtype=torch.float64, device=maps.device)
+            for n, v in zip(names, values, strict=True)
+        }

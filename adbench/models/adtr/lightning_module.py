@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -12,6 +13,7 @@ from adbench.data.batch import Batch
 from adbench.models.adtr.loss import feature_reconstruction_loss
 from adbench.models.adtr.torch_model import ADTRModel
 from adbench.models.base import AnomalyModule
+from adbench.models.components.feature_cache import FeatureCache
 
 
 class ADTR(AnomalyModule):
@@ -41,6 +43,8 @@ class ADTR(AnomalyModule):
         lr_gamma: learning-rate factor at each milestone.
         score_pool_size: average-pooling window (pixels, stride 1) applied to the full-resolution map before
             taking its maximum as the image score.
+        cache_features: compute each training image's frozen backbone features once per fit and reuse them
+            (same result, much faster on CPU); ignored with a warning when the data has train augmentations.
     """
 
     model_name = "adtr"
@@ -64,6 +68,7 @@ class ADTR(AnomalyModule):
         lr_milestones: Sequence[int] = (400,),
         lr_gamma: float = 0.1,
         score_pool_size: int = 16,
+        cache_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,13 +87,25 @@ class ADTR(AnomalyModule):
             learned_queries=learned_queries,
         )
 
+        self.feature_cache = FeatureCache() if cache_features else None
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        augmentations = getattr(getattr(self.trainer, "datamodule", None), "train_augmentations", None)
+        if self.feature_cache is not None and augmentations:
+            warnings.warn("adtr: cache_features is ignored because the data has train augmentations", stacklevel=2)
+            self.feature_cache = None
+
     @property
     def expected_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         return self.model.backbone.mean_std if self.hparams.pretrained else None
 
     def compute_loss(self, batch: Batch) -> dict[str, Tensor]:
-        out = self.model(batch.image)
-        return {"loss": feature_reconstruction_loss(out.features, out.reconstruction)}
+        if self.training and self.feature_cache is not None:
+            features = self.feature_cache.get(batch.path, batch.image, self.model.extract)
+        else:
+            features = self.model.extract(batch.image)
+        return {"loss": feature_reconstruction_loss(features, self.model.reconstruct(features))}
 
     def anomaly_map(self, image: Tensor) -> Tensor:
         return self.model(image).anomaly_map

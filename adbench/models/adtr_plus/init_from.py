@@ -51,7 +51,9 @@ def read_adtr_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str,
         ) from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping):
-        raise ConfigError(f"init_from checkpoint {path} has no state_dict: it is not a Lightning checkpoint of ADTR")
+        raise ConfigError(
+            f"init_from checkpoint {path} has no state_dict: it is not a Lightning checkpoint of ADTR"
+        )
     name = (checkpoint.get("adbench") or {}).get("model_name")
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     looks_like_adtr = any(k.startswith("encoder.") for k in weights) and "input_proj.weight" in weights

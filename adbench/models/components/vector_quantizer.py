@@ -101,11 +101,11 @@ class EMAVectorQuantizer(nn.Module):
 
     def quantize_indices(self, z: Tensor) -> Tensor:
         """Args: z (B, D, H, W). Returns: (B, H, W) index of the nearest code at every position."""
-        B, D, H, W = z.shape
-        if D != self.embedding_dim:
-            raise ValueError(f"expected {self.embedding_dim} channels, got {D}")
-        flat = z.detach().permute(0, 2, 3, 1).reshape(-1, D)
-        return nearest_code(flat, self.codebook).view(B, H, W)
+        batch, channels, height, width = z.shape
+        if channels != self.embedding_dim:
+            raise ValueError(f"expected {self.embedding_dim} channels, got {channels}")
+        flat = z.detach().permute(0, 2, 3, 1).reshape(-1, channels)
+        return nearest_code(flat, self.codebook).view(batch, height, width)
 
     @torch.no_grad()
     def ema_update(self, flat: Tensor, indices: Tensor) -> None:

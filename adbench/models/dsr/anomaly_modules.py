@@ -17,7 +17,9 @@ from adbench.models.dsr.encoders_decoders import conv_norm_relu
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two (3x3 convolution, instance norm, ReLU) layers: in -> out -> out."""
-    return nn.Sequential(*conv_norm_relu(in_channels, out_channels), *conv_norm_relu(out_channels, out_channels))
+    return nn.Sequential(
+        *conv_norm_relu(in_channels, out_channels), *conv_norm_relu(out_channels, out_channels)
+    )
 
 
 class UpConv(nn.Sequential):

@@ -126,7 +126,11 @@ class GeneralDecoder(nn.Module):
 
 def conv_norm_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """3x3 convolution, instance norm (no affine parameters), ReLU."""
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.InstanceNorm2d(out_channels), nn.ReLU(True)]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.InstanceNorm2d(out_channels),
+        nn.ReLU(True),
+    ]
 
 
 class ObjectDecoder(nn.Module):

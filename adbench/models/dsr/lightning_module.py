@@ -92,7 +92,13 @@ class DSRStage1(AnomalyModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = VQVAE(
-            hidden_channels, residual_channels, residual_layers, num_embeddings, embedding_dim, commitment_cost, decay
+            hidden_channels,
+            residual_channels,
+            residual_layers,
+            num_embeddings,
+            embedding_dim,
+            commitment_cost,
+            decay,
         )
 
     @property
@@ -102,7 +108,12 @@ class DSRStage1(AnomalyModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.init_from:
             path = self.hparams.init_from
-            load_into(self.model, stage1_state(load_file(path, "DSR stage-1 weights"), path), path, _sizes_hint(self.hparams))
+            load_into(
+                self.model,
+                stage1_state(load_file(path, "DSR stage-1 weights"), path),
+                path,
+                _sizes_hint(self.hparams),
+            )
 
     def compute_loss(self, batch: Batch) -> dict[str, Tensor]:
         check_image_size(batch.image)
@@ -227,6 +238,7 @@ class DSR(AnomalyModule):
         self.anomaly_generator = torch.Generator().manual_seed(seed)
         self.synthesizer: BatchSynthesizer | None = None
         self._warned_stage3 = False
+        self.train()  # frozen parts to eval mode now: Lightning keeps the modes it finds at fit start
 
     # ------------------------------------------------------------------------------------------------ set-up
     @property
@@ -242,7 +254,10 @@ class DSR(AnomalyModule):
         return bool(self.stage_steps[1] > 0)
 
     def train(self, mode: bool = True) -> DSR:
-        """Train mode for the parts this stage trains only; frozen parts (codebooks included) stay in eval."""
+        """Train mode for the parts this stage trains only; frozen parts (codebooks included) stay in eval.
+
+        Lightning does not call ``train()`` when a fit starts; it keeps (and after validation restores) each
+        module's mode, so ``__init__`` sets the modes once."""
         super().train(mode)
         for name, child in self.model.named_children():
             if name not in self.trainable_parts:

@@ -37,7 +37,11 @@ def segmentation_focal_loss(logits: Tensor, mask: Tensor, gamma: float = 2.0) ->
 def stage1_loss(image: Tensor, reconstruction: Tensor, commitment: Tensor) -> dict[str, Tensor]:
     """Args: image, reconstruction (B, 3, H, W); commitment: summed commitment losses. Returns: loss terms."""
     reconstruction_loss = F.mse_loss(reconstruction, image)
-    return {"loss": reconstruction_loss + commitment, "reconstruction": reconstruction_loss, "commitment": commitment}
+    return {
+        "loss": reconstruction_loss + commitment,
+        "reconstruction": reconstruction_loss,
+        "commitment": commitment,
+    }
 
 
 def stage2_loss(

@@ -27,7 +27,11 @@ from torch import Tensor, nn
 from adbench.errors import ConfigError
 from adbench.models.components.vector_quantizer import EMAVectorQuantizer
 from adbench.models.dsr.anomaly_generation import downsample_mask, replace_with_distant_codes
-from adbench.models.dsr.anomaly_modules import AnomalyDetectionModule, SubspaceRestrictionModule, UpsamplingModule
+from adbench.models.dsr.anomaly_modules import (
+    AnomalyDetectionModule,
+    SubspaceRestrictionModule,
+    UpsamplingModule,
+)
 from adbench.models.dsr.encoders_decoders import GeneralDecoder, HiEncoder, LoEncoder, ObjectDecoder
 
 #: Image sides must be multiples of this (two 2x2 poolings in the object decoder at 1/4 resolution).
@@ -126,7 +130,14 @@ class VQVAE(nn.Module):
         z_hi = self.hi_features(hi_encoding, lo.quantized)
         hi = self.quantizer_hi(z_hi)
         return Codes(
-            hi_encoding, z_lo, lo.quantized, z_hi, hi.quantized, lo.loss + hi.loss, lo.perplexity, hi.perplexity
+            hi_encoding,
+            z_lo,
+            lo.quantized,
+            z_hi,
+            hi.quantized,
+            lo.loss + hi.loss,
+            lo.perplexity,
+            hi.perplexity,
         )
 
     def forward(self, image: Tensor) -> tuple[Tensor, Codes]:
@@ -225,6 +236,13 @@ class DSRModel(nn.Module):
         )
         self.detector = AnomalyDetectionModule(unet_width)
         self.upsampler = UpsamplingModule(unet_width)
+        self.train()
+
+    def train(self, mode: bool = True) -> DSRModel:
+        """Sets the training mode; the stage-1 VQ-VAE always stays in eval mode (its codebooks are frozen)."""
+        super().train(mode)
+        self.vq.eval()
+        return self
 
     # ------------------------------------------------------------------------------------------ stage 2 parts
     def restrict(self, q_hi: Tensor, q_lo: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -6,18 +6,22 @@ distills the frozen teacher on the clean images; the segmentation head learns th
 copies from the attended student features (or from the teacher's when distillation is off).
 
 Facts from the public implementation (AIRS-CSR/FractalAD) this module follows: ResNet18 layer1..4,
-student of the same architecture from random weights, AdamW lr 1e-3 with weight decay 1e-3 over student
-and head (AdamW's default 1e-2 over the head alone when distillation is off), no learning-rate schedule,
-batch 32, 100 epochs at 256x256, loss ``L_kd + L_bce + L_dice`` (Dice pooled over the batch, smoothing 1),
-IFS of 2 maps, square fill boxes of 0.1-0.5 of the image side, opaque paste, ground-truth mask dilated by
-a 3x3 kernel three times (a 7x7 square), image score = mean of the sigmoid map, distillation off for the
-MVTec AD textures (carpet, grid, leather, tile, wood).
+student of the same architecture from random weights, 256x256 input, AdamW lr 1e-3 with weight decay
+1e-3 over student and head (AdamW's default 1e-2 over the head alone when distillation is off), no
+learning-rate schedule, batch 32, 100 epochs of 391 images (the category's images repeated, so 1200
+steps for every category; the MVTec configs set ``max_steps: 1200``), loss ``L_kd + L_bce + L_dice``
+(Dice pooled over the batch, smoothing 1), IFS of 2 maps, fill boxes of 0.1-0.5 of the image side,
+opaque paste, ground-truth mask dilated by a 3x3 kernel three times (a 7x7 square), image score = mean of
+the sigmoid map, distillation off for the MVTec AD textures (carpet, grid, leather, tile, wood).
 
 Choices of this implementation:
-- The anomaly generator is adbench's ``FractalAnomaly``; the public generator also color-jitters,
-  flips and rotates the patch, adds Gaussian noise inside the mask half of the time, keeps anomalies on the
-  object for thin objects (capsule, pill, screw, toothbrush, zipper) and renders denser attractors (a
-  singular-value constraint); see the options below for what is configurable.
+- The anomaly generator is adbench's ``FractalAnomaly`` (IFS box sides drawn separately for height and
+  width, attractor dilated 3x3 and closed 5x5, mask tightened to the pixels that changed, then dilated
+  by ``mask_dilation``). The public generator also color-jitters (one of three jitters), rotates
+  (15-75 degrees) and flips the patch, adds Gaussian noise inside the mask half of the time, applies a
+  mild color jitter to both the clean and the augmented image, keeps anomalies inside the central 80%
+  of the image (on the object for capsule, pill, screw, toothbrush, zipper) and renders denser
+  attractors (a singular-value constraint on the IFS); those are not options of ``FractalAnomaly``.
 - The validation loss uses its own generator stream, reseeded every validation epoch, so it is
   comparable across epochs and does not shift the training anomalies.
 """
@@ -76,8 +80,8 @@ class FractalAD(AnomalyModule):
         dice_weight: weight of the Dice loss.
         dice_smooth: Dice smoothing constant.
         score: image score from the full-resolution map: "mean" (public code) or "max".
-        mask_dilation: side of the square the synthetic masks are dilated with before the loss (7: three
-            3x3 dilations as in the public code at 256x256; 1 disables).
+        mask_dilation: side (rounded up to odd) of the square the synthetic masks are dilated with before
+            the loss (7: three 3x3 dilations as in the public code at 256x256; 1 disables).
         fill_from: fill the fractal with a patch of the "same" image (public code) or of the "other"
             (next) image of the batch.
         fractal_maps: (min, max) number of affine maps of the IFS.
@@ -135,7 +139,11 @@ class FractalAD(AnomalyModule):
             head_width=head_width,
         )
         self.loss = FractalADLoss(
-            use_kd=use_kd, kd_weight=kd_weight, bce_weight=bce_weight, dice_weight=dice_weight, dice_smooth=dice_smooth
+            use_kd=use_kd,
+            kd_weight=kd_weight,
+            bce_weight=bce_weight,
+            dice_weight=dice_weight,
+            dice_smooth=dice_smooth,
         )
         fractal = FractalAnomaly(
             probability=anomaly_probability,
@@ -162,10 +170,13 @@ class FractalAD(AnomalyModule):
         return self.expected_normalization or (IMAGENET_MEAN, IMAGENET_STD)
 
     def synthesizer(self, stage: str = "train") -> BatchSynthesizer:
-        """The seeded batch synthesizer of ``stage`` ("train" or "val"), created on first use."""
+        """The seeded batch synthesizer of ``stage`` ("train" or "val"), created on first use.
+
+        Each process (DDP rank) and stage draws its own stream; a resumed fit restarts it from the seed.
+        """
         if stage not in self._synthesizers:
             mean, std = self._normalization()
-            seed = self.hparams.synthesis_seed + (0 if stage == "train" else 1)
+            seed = self.hparams.synthesis_seed + (0 if stage == "train" else 1) + 1000 * self.global_rank
             self._synthesizers[stage] = BatchSynthesizer(self.generator, mean, std, seed=seed)
         return self._synthesizers[stage]
 

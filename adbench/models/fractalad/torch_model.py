@@ -85,7 +85,9 @@ class FlowAlignment(nn.Module):
         """Args: fine (B, C, H, W), coarse (B, C, h, w). Returns: warped coarse map (B, C, h, w)."""
         h, w = coarse.shape[-2:]
         up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        flow = F.interpolate(self.flow(torch.cat([fine, up], dim=1)), size=(h, w), mode="bilinear", align_corners=False)
+        flow = F.interpolate(
+            self.flow(torch.cat([fine, up], dim=1)), size=(h, w), mode="bilinear", align_corners=False
+        )
         ys = torch.arange(h, device=coarse.device, dtype=coarse.dtype)
         xs = torch.arange(w, device=coarse.device, dtype=coarse.dtype)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
@@ -123,10 +125,14 @@ class SegmentationHead(nn.Module):
         for i in range(len(features) - 2, -1, -1):
             lateral = self.lateral[i](features[i])
             warped = self.align[i](lateral, pyramid[0])
-            merged = F.interpolate(warped, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+            merged = (
+                F.interpolate(warped, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+            )
             pyramid.insert(0, self.smooth[i](merged))
         size = pyramid[0].shape[-2:]
-        stacked = [pyramid[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]]
+        stacked = [pyramid[0]] + [
+            F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]
+        ]
         return self.classifier(self.fuse(torch.cat(stacked, dim=1)))
 
 

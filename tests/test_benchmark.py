@@ -1,0 +1,165 @@
+"""The benchmark grid: end to end on a tiny grid, resume, failing cells, summary math."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import adbench.benchmark.runner as runner
+from adbench.benchmark.grid import load_grid
+from adbench.benchmark.results import RUN_COLUMNS, summary_tables, write_summary
+from adbench.errors import ConfigError
+from tests.conftest import make_mvtec_tree
+
+TINY = [
+    "--model.init_args.pretrained=false",
+    "--model.init_args.feature_size=4",
+    "--model.init_args.hidden_dim=32",
+    "--model.init_args.num_encoder_layers=1",
+    "--model.init_args.num_decoder_layers=1",
+    "--model.init_args.heads=4",
+    "--data.init_args.image_size=32",
+    "--data.init_args.num_workers=0",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_val_batches=0",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def write_grid(tmp_path: Path, root: Path, categories: list[str], extra_runs: list[dict] | None = None) -> Path:
+    spec = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [0],
+        "runs": [
+            {"config": "configs/adtr_mvtec.yaml", "categories": categories, "args": [*TINY, f"--data.init_args.root={root}"]},
+            *(extra_runs or []),
+        ],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def two_category_tree(tmp_path):
+    root = make_mvtec_tree(tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2)
+    make_mvtec_tree(root, category="cable", size=32, n_train=4, n_test_good=2, n_per_defect=2, seed=1)
+    return root
+
+
+def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tmp_path, two_category_tree, monkeypatch):
+    failing = {"config": "configs/adtr_mvtec.yaml", "categories": ["capsule"], "args": [*TINY, f"--data.init_args.root={two_category_tree}"]}
+    grid = load_grid(write_grid(tmp_path, two_category_tree, ["bottle", "cable"], [failing]))
+    assert [c.category for c in grid.cells] == ["bottle", "cable", "capsule"]
+    calls = []
+    real = runner.run_cell
+    monkeypatch.setattr(runner, "run_cell", lambda cell, root: calls.append(cell.category) or real(cell, root))
+
+    frame = runner.run_grid(grid, launcher="inprocess")
+    assert calls == ["bottle", "cable", "capsule"]
+    runs = pd.read_csv(grid.results_dir / "runs.csv")
+    assert list(runs.columns[: len(RUN_COLUMNS)]) == RUN_COLUMNS
+    assert runs.set_index("category")["status"].to_dict() == {"bottle": "ok", "cable": "ok", "capsule": "failed"}
+    assert "capsule" in runs.set_index("category").loc["capsule", "error"]  # missing data, recorded not raised
+    ok = runs[runs.status == "ok"]
+    assert ok["image_AUROC"].between(0, 1).all() and (ok["model"] == "adtr").all()
+    assert (grid.results_dir / "summary.md").read_text().count("| mvtec |") >= 2
+    assert len(frame) == 3
+
+    # a rerun retries only the failed cell
+    calls.clear()
+    runner.run_grid(grid, launcher="inprocess")
+    assert calls == ["capsule"]
+
+    # simulate a kill before cable's row was written: only cable runs again, no duplicated rows
+    runs = pd.read_csv(grid.results_dir / "runs.csv")
+    runs[runs.category != "cable"].to_csv(grid.results_dir / "runs.csv", index=False)
+    calls.clear()
+    runner.run_grid(load_grid(write_grid(tmp_path, two_category_tree, ["bottle", "cable"])), launcher="inprocess")
+    assert calls == ["cable"]
+    final = pd.read_csv(grid.results_dir / "runs.csv")
+    assert sorted(final.category) == ["bottle", "cable", "capsule"]
+
+
+def test_multi_stage_cell_chains_init_from(tmp_path, monkeypatch):
+    """Each later stage starts from the previous stage's final weights; the last stage is tested."""
+    from types import SimpleNamespace
+
+    from adbench.benchmark import cell as cell_module
+    from adbench.benchmark.grid import Cell
+    from adbench.callbacks import AnomalyMetrics
+
+    seen, tested = [], []
+
+    class FakeTrainer:
+        def __init__(self, number: int) -> None:
+            self.log_dir = str(tmp_path / f"stage{number}")
+            metrics = AnomalyMetrics()
+            metrics.results = {"model": f"m{number}", "image_AUROC": 0.5}
+            self.callbacks = [metrics]
+
+        def save_checkpoint(self, path) -> None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text("weights")
+
+        def test(self, model, datamodule=None, verbose=True) -> None:
+            tested.append(model)
+
+    class FakeCLI:
+        def __init__(self, args) -> None:
+            seen.append(args)
+            self.model = SimpleNamespace(train_seconds=2.0)
+            self.trainer = FakeTrainer(len(seen) - 1)
+            self.datamodule = None
+
+    monkeypatch.setattr("adbench.cli.build_cli_class", lambda: FakeCLI)
+    row = cell_module.run_cell(Cell(("a.yaml", "b.yaml", "c.yaml"), "bottle", 3, ("--x=1",)), tmp_path)
+    assert [a[2] for a in seen] == ["a.yaml", "b.yaml", "c.yaml"]
+    assert all("--x=1" in a and "--seed_everything=3" in a for a in seen)
+    assert not any("init_from" in a for a in seen[0])
+    assert f"--model.init_args.init_from={tmp_path / 'stage0' / 'stage0_final.ckpt'}" in seen[1]
+    assert f"--model.init_args.init_from={tmp_path / 'stage1' / 'stage1_final.ckpt'}" in seen[2]
+    assert row["model"] == "m2" and row["seed"] == 3
+    assert len(tested) == 1 and tested[0].train_seconds == 6.0  # all stages' training time
+
+
+def test_grid_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"runs": [{"config": "configs/none.yaml", "categories": ["x"]}]}))
+    with pytest.raises(ConfigError, match="none.yaml"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"runz": []}))
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"runs": [{"config": "configs/adtr_mvtec.yaml", "categories": ["a"], "category_args": {"a": ["--x=1"]}}]}))
+    assert load_grid(bad).cells[0].args == ("--x=1",)
+
+
+def test_summary_means_and_paper_columns(tmp_path):
+    rows = [
+        ("dsr", "bottle", 0, 0.90, 0.50),
+        ("dsr", "bottle", 1, 0.80, 0.40),  # two seeds: mean 0.85 / 0.45
+        ("dsr", "cable", 0, 0.70, 0.30),
+        ("adtr", "bottle", 0, 0.60, float("nan")),
+    ]
+    frame = pd.DataFrame(
+        [dict(model=m, dataset="mvtec", category=c, seed=s, image_AUROC=a, pixel_AP=p, status="ok", train_s=1.0,
+              infer_ms_per_image=2.0, peak_mem_MB=3.0) for m, c, s, a, p in rows]
+        + [dict(model="dsr", dataset="mvtec", category="grid", seed=0, status="failed", error="boom")]
+    ).reindex(columns=RUN_COLUMNS)
+    tables = summary_tables(frame)
+    auroc = tables["image_AUROC"]
+    assert auroc.loc[("mvtec", "bottle"), "dsr"] == pytest.approx(0.85)
+    assert auroc.loc[("", "mean"), "dsr"] == pytest.approx((0.85 + 0.70) / 2)
+    assert auroc.loc[("", "mean"), "adtr"] == pytest.approx(0.60)
+    # DSR's paper numbers: bottle 100.0, cable 93.8 -> mean over the same categories
+    assert auroc.loc[("mvtec", "cable"), "dsr (paper)"] == pytest.approx(0.938)
+    assert auroc.loc[("", "mean"), "dsr (paper)"] == pytest.approx((1.0 + 0.938) / 2)
+    assert "adtr (paper)" not in auroc.columns
+    text = write_summary(frame, tmp_path / "summary.md", "t")
+    assert "| mvtec | bottle | 60.0 | 85.0 | 100.0 |" in text
+    assert "boom" in text
