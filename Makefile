@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test lint bench bench-metrics benchmark clean
+.PHONY: install demo test lint bench bench-metrics benchmark benchmark-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: install  ## the test suite (CPU, offline)
 lint: install
 	$(VENV)/bin/ruff check adbench tests benchmarks
 	$(VENV)/bin/ruff format --check adbench tests benchmarks
+
+benchmark: install  ## every model x MVTec AD category (configs/benchmark.yaml), one results table
+	$(VENV)/bin/adbench benchmark --config configs/benchmark.yaml
+
+benchmark-demo: install  ## every model on the demo data, CPU-sized schedules
+	$(VENV)/bin/adbench data demo
+	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo.yaml
 
 bench-metrics: install  ## time every metric on 500 maps of 256x256 (CPU, and GPU when present)
 	$(PY) benchmarks/bench_metrics.py

@@ -163,3 +163,14 @@ def test_summary_means_and_paper_columns(tmp_path):
     text = write_summary(frame, tmp_path / "summary.md", "t")
     assert "| mvtec | bottle | 60.0 | 85.0 | 100.0 |" in text
     assert "boom" in text
+
+
+@pytest.mark.parametrize("launcher", ["processes", "submitit"])
+def test_cells_in_separate_processes_and_as_submitit_jobs(tmp_path, launcher):
+    """The per-GPU process launcher and the submitit launcher (its local executor) record the same rows."""
+    root = make_mvtec_tree(tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2)
+    grid = load_grid(write_grid(tmp_path, root, ["bottle"]))
+    slurm = {"cluster": "local", "timeout_min": 10} if launcher == "submitit" else None
+    frame = runner.run_grid(grid, launcher=launcher, gpus=1, slurm=slurm)
+    assert frame["status"].tolist() == ["ok"], frame["error"].tolist()
+    assert 0 <= frame["image_AUROC"].iloc[0] <= 1 and frame["model"].iloc[0] == "adtr"
