@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from adbench.errors import AdbenchError
@@ -74,11 +75,22 @@ def name_loggers(config: Any, subcommand: str) -> None:
             args.tags = tags + [v for v in (*names.values(), subcommand) if v not in tags]
             if args.get("job_type") is None:
                 args.job_type = subcommand
-        elif class_path.endswith(("CSVLogger", "TensorBoardLogger")) and args.get("name") in (
-            None,
-            "lightning_logs",
-        ):
-            args.name = f"{names['model']}/{names['dataset']}/{names['category']}"
+        elif class_path.endswith(("CSVLogger", "TensorBoardLogger")):
+            if args.get("name") in (None, "lightning_logs"):
+                args.name = f"{names['model']}/{names['dataset']}/{names['category']}"
+            if config.get("ckpt_path") == "last" and args.get("version") is None:
+                # `--ckpt_path last` continues the latest run of this model/dataset/category in its own folder.
+                args.version = latest_version_with_checkpoint(Path(args.get("save_dir") or "."), args.name)
+
+
+def latest_version_with_checkpoint(save_dir: Path, name: str) -> int | None:
+    """The newest ``version_N`` under ``save_dir/name`` that holds ``checkpoints/last.ckpt``, or None."""
+    found = [
+        (path.stat().st_mtime, int(path.parents[1].name.removeprefix("version_")))
+        for path in (save_dir / name).glob("version_*/checkpoints/last.ckpt")
+        if path.parents[1].name.removeprefix("version_").isdigit()
+    ]
+    return max(found)[1] if found else None
 
 
 def build_cli_class():

@@ -29,13 +29,19 @@ TINY = [
 ]
 
 
-def write_grid(tmp_path: Path, root: Path, categories: list[str], extra_runs: list[dict] | None = None) -> Path:
+def write_grid(
+    tmp_path: Path, root: Path, categories: list[str], extra_runs: list[dict] | None = None
+) -> Path:
     spec = {
         "name": "tiny",
         "output_dir": str(tmp_path / "out"),
         "seeds": [0],
         "runs": [
-            {"config": "configs/adtr_mvtec.yaml", "categories": categories, "args": [*TINY, f"--data.init_args.root={root}"]},
+            {
+                "config": "configs/adtr_mvtec.yaml",
+                "categories": categories,
+                "args": [*TINY, f"--data.init_args.root={root}"],
+            },
             *(extra_runs or []),
         ],
     }
@@ -46,25 +52,39 @@ def write_grid(tmp_path: Path, root: Path, categories: list[str], extra_runs: li
 
 @pytest.fixture
 def two_category_tree(tmp_path):
-    root = make_mvtec_tree(tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2)
+    root = make_mvtec_tree(
+        tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2
+    )
     make_mvtec_tree(root, category="cable", size=32, n_train=4, n_test_good=2, n_per_defect=2, seed=1)
     return root
 
 
 def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tmp_path, two_category_tree, monkeypatch):
-    failing = {"config": "configs/adtr_mvtec.yaml", "categories": ["capsule"], "args": [*TINY, f"--data.init_args.root={two_category_tree}"]}
+    failing = {
+        "config": "configs/adtr_mvtec.yaml",
+        "categories": ["capsule"],
+        "args": [*TINY, f"--data.init_args.root={two_category_tree}"],
+    }
     grid = load_grid(write_grid(tmp_path, two_category_tree, ["bottle", "cable"], [failing]))
     assert [c.category for c in grid.cells] == ["bottle", "cable", "capsule"]
     calls = []
     real = runner.run_cell
-    monkeypatch.setattr(runner, "run_cell", lambda cell, root: calls.append(cell.category) or real(cell, root))
+    monkeypatch.setattr(
+        runner, "run_cell", lambda cell, root: calls.append(cell.category) or real(cell, root)
+    )
 
     frame = runner.run_grid(grid, launcher="inprocess")
     assert calls == ["bottle", "cable", "capsule"]
     runs = pd.read_csv(grid.results_dir / "runs.csv")
     assert list(runs.columns[: len(RUN_COLUMNS)]) == RUN_COLUMNS
-    assert runs.set_index("category")["status"].to_dict() == {"bottle": "ok", "cable": "ok", "capsule": "failed"}
-    assert "capsule" in runs.set_index("category").loc["capsule", "error"]  # missing data, recorded not raised
+    assert runs.set_index("category")["status"].to_dict() == {
+        "bottle": "ok",
+        "cable": "ok",
+        "capsule": "failed",
+    }
+    assert (
+        "capsule" in runs.set_index("category").loc["capsule", "error"]
+    )  # missing data, recorded not raised
     ok = runs[runs.status == "ok"]
     assert ok["image_AUROC"].between(0, 1).all() and (ok["model"] == "adtr").all()
     assert (grid.results_dir / "summary.md").read_text().count("| mvtec |") >= 2
@@ -79,7 +99,9 @@ def test_tiny_grid_end_to_end_with_a_failing_cell_and_resume(tmp_path, two_categ
     runs = pd.read_csv(grid.results_dir / "runs.csv")
     runs[runs.category != "cable"].to_csv(grid.results_dir / "runs.csv", index=False)
     calls.clear()
-    runner.run_grid(load_grid(write_grid(tmp_path, two_category_tree, ["bottle", "cable"])), launcher="inprocess")
+    runner.run_grid(
+        load_grid(write_grid(tmp_path, two_category_tree, ["bottle", "cable"])), launcher="inprocess"
+    )
     assert calls == ["cable"]
     final = pd.read_csv(grid.results_dir / "runs.csv")
     assert sorted(final.category) == ["bottle", "cable", "capsule"]
@@ -135,7 +157,19 @@ def test_grid_file_errors(tmp_path):
     bad.write_text(yaml.safe_dump({"runz": []}))
     with pytest.raises(ConfigError, match="unknown keys"):
         load_grid(bad)
-    bad.write_text(yaml.safe_dump({"runs": [{"config": "configs/adtr_mvtec.yaml", "categories": ["a"], "category_args": {"a": ["--x=1"]}}]}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "runs": [
+                    {
+                        "config": "configs/adtr_mvtec.yaml",
+                        "categories": ["a"],
+                        "category_args": {"a": ["--x=1"]},
+                    }
+                ]
+            }
+        )
+    )
     assert load_grid(bad).cells[0].args == ("--x=1",)
 
 
@@ -147,8 +181,21 @@ def test_summary_means_and_paper_columns(tmp_path):
         ("adtr", "bottle", 0, 0.60, float("nan")),
     ]
     frame = pd.DataFrame(
-        [dict(model=m, dataset="mvtec", category=c, seed=s, image_AUROC=a, pixel_AP=p, status="ok", train_s=1.0,
-              infer_ms_per_image=2.0, peak_mem_MB=3.0) for m, c, s, a, p in rows]
+        [
+            dict(
+                model=m,
+                dataset="mvtec",
+                category=c,
+                seed=s,
+                image_AUROC=a,
+                pixel_AP=p,
+                status="ok",
+                train_s=1.0,
+                infer_ms_per_image=2.0,
+                peak_mem_MB=3.0,
+            )
+            for m, c, s, a, p in rows
+        ]
         + [dict(model="dsr", dataset="mvtec", category="grid", seed=0, status="failed", error="boom")]
     ).reindex(columns=RUN_COLUMNS)
     tables = summary_tables(frame)
@@ -168,7 +215,9 @@ def test_summary_means_and_paper_columns(tmp_path):
 @pytest.mark.parametrize("launcher", ["processes", "submitit"])
 def test_cells_in_separate_processes_and_as_submitit_jobs(tmp_path, launcher):
     """The per-GPU process launcher and the submitit launcher (its local executor) record the same rows."""
-    root = make_mvtec_tree(tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2)
+    root = make_mvtec_tree(
+        tmp_path / "data", category="bottle", size=32, n_train=4, n_test_good=2, n_per_defect=2
+    )
     grid = load_grid(write_grid(tmp_path, root, ["bottle"]))
     slurm = {"cluster": "local", "timeout_min": 10} if launcher == "submitit" else None
     frame = runner.run_grid(grid, launcher=launcher, gpus=1, slurm=slurm)

@@ -86,6 +86,23 @@ def test_ema_update_known_answer_and_straight_through_gradient():
     assert torch.equal(vq.codebook, before)  # frozen in eval mode
 
 
+def test_codebook_initialized_from_data_and_dead_codes_restarted():
+    torch.manual_seed(0)
+    z = torch.tensor([5.0, 6.0, 7.0]).view(1, 1, 1, 3)
+    fresh = EMAVectorQuantizer(num_embeddings=3, embedding_dim=1, init_from_data=True).train()
+    out = fresh(z)  # the N(0, 1) codes are replaced by encoder vectors before the first assignment
+    assert set(out.quantized.flatten().tolist()) <= {5.0, 6.0, 7.0}
+    vq = EMAVectorQuantizer(
+        num_embeddings=2, embedding_dim=1, decay=0.5, epsilon=0.0, dead_code_threshold=1.0
+    )
+    vq.codebook.copy_(torch.tensor([[0.0], [100.0]]))
+    vq.ema_weight.copy_(torch.tensor([[0.0], [100.0]]))
+    vq.cluster_size.copy_(torch.tensor([1.0, 1.0]))
+    vq.train()(torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 1, 3))
+    # code 1 won nothing: count 0.5 < 1, so it restarts at an encoder vector with count 1
+    assert vq.codebook[1].item() in (1.0, 2.0, 3.0) and vq.cluster_size.tolist() == [2.0, 1.0]
+
+
 # ------------------------------------------------------------------------------------------- feature anomalies
 def test_feature_anomalies_replace_codes_only_inside_the_mask_with_distant_codes():
     generator = torch.Generator().manual_seed(0)

@@ -89,8 +89,9 @@ class AnomalyMetrics(Callback):
             self.results["test_images"] = len(datamodule.dataset("test"))
         for metric in [*self._image.values(), *([self._pixel] if self._pixel is not None else [])]:
             metric.reset()
+        folder = run_dir(trainer)  # on every rank: trainer.log_dir is a collective call under DDP
         if trainer.is_global_zero:
-            path = atomic_write_json(run_dir(trainer) / self.filename, self.results)
+            path = atomic_write_json(folder / self.filename, self.results)
             rank_zero_info(f"Test results ({path}):\n{format_table(self.results)}")
             upload_results(trainer, path, self.results)
 

@@ -97,11 +97,13 @@ class Visualizer(Callback):
             )
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        folder = (
+            run_dir(trainer) / self.folder
+        )  # on every rank: trainer.log_dir is a collective call under DDP
         if not trainer.is_global_zero or not self._kept:
             return
         maps = np.stack([k["map"] for k in self._kept])
         vmin, vmax = float(np.percentile(maps, 1)), float(np.percentile(maps, 99.9))
-        folder = run_dir(trainer) / self.folder
         folder.mkdir(parents=True, exist_ok=True)
         panels, captions = [], []
         for kept in self._kept:

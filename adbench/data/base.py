@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from adbench.data.batch import Batch
 from adbench.data.dataset import AnomalyDataset, Sample, check_mask_sizes
+from adbench.data.sampler import EpochSeededSampler
 from adbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageMaskTransform
 from adbench.errors import DataError
 
@@ -33,7 +34,7 @@ class AnomalyDataModule(LightningDataModule):
         eval_batch_size: validation/test/predict batch size (defaults to ``batch_size``).
         num_workers: data-loading worker processes.
         val_split: fraction of the normal training images held out for validation (0 disables).
-        seed: seed of the validation split.
+        seed: seed of the validation split and of the training shuffle (resumed fits shuffle alike).
         train_augmentations: albumentations transforms applied to training images only, e.g.
             ``[{class_path: albumentations.HorizontalFlip, init_args: {p: 0.5}}]``.
     """
@@ -167,10 +168,11 @@ class AnomalyDataModule(LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         workers = self.num_workers
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochSeededSampler(dataset, self.seed) if shuffle else None,
             num_workers=workers,
             collate_fn=Batch.collate,
             persistent_workers=workers > 0,

@@ -103,7 +103,8 @@ class CIFAR10OneClass(AnomalyDataModule):
     Args:
         root: folder holding ``cifar-10-batches-py`` / ``cifar-100-python``.
         normal_class: the normal class, name (``airplane``) or index (0-9); same as ``category``.
-        category: the normal class by name (or index as text); set by ``adbench benchmark`` and used in run names.
+        category: the normal class by name (or index as text); set by ``adbench benchmark``, used in run
+            names.
         auxiliary_anomalies: add CIFAR-100 training images (as many as the normal class's training images) to
             the training split as anomalies with image-level labels.
         download: download the archives into ``root`` when the folders are missing.

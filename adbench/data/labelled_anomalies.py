@@ -1,8 +1,8 @@
 """Real labelled anomalies from a folder, added to the training split (ADTR+'s anomaly-available case).
 
 A user with a few real defects puts them in a folder (flat, or one sub-folder per defect type) and, when
-they have them, their masks in a second folder that mirrors it (``<mask_dir>/<same sub-folder>/<stem>_mask.png``
-or ``<stem>.png`` with ``anomaly_mask_suffix: ""``). Images with a mask give pixel labels; images without
+they have them, their masks in a second folder that mirrors it: ``<mask_dir>/<same sub-folder>/<stem>_mask.png``
+(or ``<stem>.png`` with ``anomaly_mask_suffix: ""``). Images with a mask give pixel labels; images without
 one give an image-level label (their mask stays all zero, which a model reads as "image label only").
 
 ``MVTecADWithAnomalies``, ``FolderWithAnomalies`` and ``DemoWithAnomalies`` are the usual datamodules with

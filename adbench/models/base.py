@@ -138,11 +138,12 @@ class AnomalyModule(LightningModule):
         self._check_normalization()
 
     def configure_callbacks(self) -> list:
-        """Adds the shared Timing, AnomalyMetrics and Visualizer callbacks unless the trainer has them."""
-        from adbench.callbacks import AnomalyMetrics, Timing, Visualizer
+        """Adds the shared callbacks (preflight checks, random state in checkpoints, timing, metrics,
+        anomaly-map panels) unless the trainer already has them."""
+        from adbench.callbacks import AnomalyMetrics, Preflight, RandomState, Timing, Visualizer
 
         present = [type(c) for c in self.trainer.callbacks] if self._trainer is not None else []
-        defaults = (Timing, AnomalyMetrics, Visualizer)
+        defaults = (Preflight, RandomState, Timing, AnomalyMetrics, Visualizer)
         return [cls() for cls in defaults if not any(issubclass(t, cls) for t in present)]
 
     # ----------------------------------------------------------------------------------------------- checkpoint

@@ -247,8 +247,8 @@ class ADTRPlus(AnomalyModule):
         super().on_fit_start()
         if self.init_from is None and getattr(self.trainer, "ckpt_path", None) is None:
             warnings.warn(
-                "ADTR+: init_from is null, so training starts from scratch instead of from a normal-only ADTR "
-                "checkpoint (the paper's setup); pass --model.init_args.init_from <ADTR last.ckpt>",
+                "ADTR+: init_from is null, so training starts from scratch instead of from a normal-only "
+                "ADTR checkpoint (the paper's setup); pass --model.init_args.init_from <ADTR last.ckpt>",
                 stacklevel=2,
             )
         if self.hparams.anomaly_source == "data":
@@ -265,8 +265,8 @@ class ADTRPlus(AnomalyModule):
         if labels is not None and not any(int(v) == 1 for v in labels):
             raise ConfigError(
                 f"ADTR+ anomaly_source 'data' but the training split of {type(datamodule).__name__} holds no "
-                "anomalies: enable the data's anomalies (e.g. auxiliary_anomalies: true, or an anomaly_dir) or "
-                "use anomaly_source: confetti"
+                "anomalies: enable the data's anomalies (e.g. auxiliary_anomalies: true, or an anomaly_dir) "
+                "or use anomaly_source: confetti"
             )
 
     # ------------------------------------------------------------------------------------------------ scoring

@@ -62,7 +62,12 @@ class EMAVectorQuantizer(nn.Module):
     optimizers never touch it.
 
     Initialization follows the common EMA VQ-VAE code (and DSR's): codebook and running sums drawn
-    independently from N(0, 1), counts zero.
+    independently from N(0, 1), counts zero. With it, the codes that win no vector in the first batch get
+    counts near ``eps`` and move far away (``e_k = m_k / N_k``): they never win again, and a codebook trained
+    from scratch may collapse to a handful of codes. Two common remedies are available (off by default):
+    ``init_from_data`` sets every code to a random encoder vector of the first training batch, and
+    ``dead_code_threshold`` moves every code whose running count falls below it to a random encoder vector
+    of the current batch (count reset to 1).
 
     Args:
         num_embeddings: number of codes K.
@@ -70,6 +75,8 @@ class EMAVectorQuantizer(nn.Module):
         commitment_cost: beta of the commitment loss (0.25 in VQ-VAE and DSR).
         decay: EMA decay (0.99 in DSR).
         epsilon: Laplace smoothing of the counts.
+        init_from_data: initialize the codes from the first training batch (when the counts are all zero).
+        dead_code_threshold: running count below which a code is restarted (0 disables restarts).
     """
 
     def __init__(
@@ -79,6 +86,8 @@ class EMAVectorQuantizer(nn.Module):
         commitment_cost: float = 0.25,
         decay: float = 0.99,
         epsilon: float = 1e-5,
+        init_from_data: bool = False,
+        dead_code_threshold: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
@@ -88,6 +97,8 @@ class EMAVectorQuantizer(nn.Module):
         self.commitment_cost = float(commitment_cost)
         self.decay = float(decay)
         self.epsilon = float(epsilon)
+        self.init_from_data = bool(init_from_data)
+        self.dead_code_threshold = float(dead_code_threshold)
         self.register_buffer("codebook", torch.randn(num_embeddings, embedding_dim))
         self.register_buffer("ema_weight", torch.randn(num_embeddings, embedding_dim))
         self.register_buffer("cluster_size", torch.zeros(num_embeddings))
@@ -124,6 +135,18 @@ class EMAVectorQuantizer(nn.Module):
         self.cluster_size.copy_(smoothed)
         self.ema_weight.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
         self.codebook.copy_(self.ema_weight / self.cluster_size.unsqueeze(1))
+        if self.dead_code_threshold > 0:
+            dead = self.cluster_size < self.dead_code_threshold
+            if bool(dead.any()):
+                self._set_codes(dead.nonzero().squeeze(1), flat)
+
+    @torch.no_grad()
+    def _set_codes(self, codes: Tensor, flat: Tensor) -> None:
+        """Moves ``codes`` (long indices) to random rows of ``flat`` (N, D) with running count 1."""
+        pick = torch.randint(flat.shape[0], (codes.numel(),), device=flat.device)
+        self.codebook[codes] = flat[pick].to(self.codebook.dtype)
+        self.ema_weight[codes] = flat[pick].to(self.ema_weight.dtype)
+        self.cluster_size[codes] = 1.0
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantizes ``z`` (and, in training mode, updates the codebook with it).
@@ -135,6 +158,9 @@ class EMAVectorQuantizer(nn.Module):
             The quantized features (straight-through), code indices, commitment loss and perplexity.
         """
         B, D, H, W = z.shape
+        if self.training and self.init_from_data and not bool(self.cluster_size.any()):
+            flat = z.detach().permute(0, 2, 3, 1).reshape(-1, D).float()
+            self._set_codes(torch.arange(self.num_embeddings, device=z.device), flat)
         indices = self.quantize_indices(z)
         flat_indices = indices.reshape(-1)
         codes = self.lookup(indices).to(z.dtype)  # the codes before this step's update, as in VQ-VAE

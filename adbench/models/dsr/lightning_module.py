@@ -14,6 +14,10 @@ Choices where the paper and the official code are silent or differ (written down
 
 * Stage 1 loss: image MSE plus both commitment losses (beta 0.25), the usual EMA VQ-VAE objective; no
   learning-rate schedule (the paper gives none). Images in [0, 1] RGB (mean 0, std 1).
+* Stage 1 codebooks: the official stage-1 training code is not published. With the official quantizer's
+  N(0, 1) initialization a codebook trained from scratch collapsed (perplexity 1.0 of the lo codebook after
+  600 demo steps), so ``DSRStage1`` initializes the codes from the first batch's encoder vectors and restarts
+  codes whose running count drops below 1 (both can be switched off). The EMA update itself is the official one.
 * Stage 2 image augmentation: the official code rotates 40 % of the training images by up to 90 degrees;
   the configs express that with the datamodule's ``train_augmentations``.
 * Stage 3 smudges: the paper pastes smudges from other images ("copy-pasted smudges"); the official code
@@ -70,6 +74,10 @@ class DSRStage1(AnomalyModule):
         embedding_dim: code size.
         commitment_cost: commitment loss weight.
         decay: EMA decay of the codebooks.
+        codebook_init_from_data: set the codes to random encoder vectors of the first training batch instead of
+            keeping their N(0, 1) initialization.
+        dead_code_threshold: restart a code at a random encoder vector of the batch when its running count
+            (EMA of assignments per batch) falls below this; 0 never restarts.
         lr: Adam learning rate.
         init_from: optional starting weights: a DSRStage1/DSR checkpoint or the published stage-1 file
             (``vq_model_pretrained_128_4096.pckl``), e.g. to fine-tune on another image folder.
@@ -86,6 +94,8 @@ class DSRStage1(AnomalyModule):
         embedding_dim: int = 128,
         commitment_cost: float = 0.25,
         decay: float = 0.99,
+        codebook_init_from_data: bool = True,
+        dead_code_threshold: float = 1.0,
         lr: float = 2e-4,
         init_from: str | None = None,
     ) -> None:
@@ -99,6 +109,8 @@ class DSRStage1(AnomalyModule):
             embedding_dim,
             commitment_cost,
             decay,
+            codebook_init_from_data,
+            dead_code_threshold,
         )
 
     @property

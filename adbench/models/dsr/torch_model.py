@@ -87,6 +87,8 @@ class VQVAE(nn.Module):
         embedding_dim: code size D.
         commitment_cost: commitment loss weight beta.
         decay: EMA decay of the codebooks.
+        init_from_data: initialize the codes from the first training batch (see ``EMAVectorQuantizer``).
+        dead_code_threshold: running count below which a code is restarted (0: never).
     """
 
     def __init__(
@@ -98,6 +100,8 @@ class VQVAE(nn.Module):
         embedding_dim: int = 128,
         commitment_cost: float = 0.25,
         decay: float = 0.99,
+        init_from_data: bool = False,
+        dead_code_threshold: float = 0.0,
     ) -> None:
         super().__init__()
         h, D = hidden_channels, embedding_dim
@@ -105,8 +109,9 @@ class VQVAE(nn.Module):
         self.lo_encoder = LoEncoder(h, residual_channels, residual_layers)
         self.project_lo = nn.Conv2d(h, D, 1)
         self.project_hi = nn.Conv2d(h + D, D, 1)
-        self.quantizer_lo = EMAVectorQuantizer(num_embeddings, D, commitment_cost, decay)
-        self.quantizer_hi = EMAVectorQuantizer(num_embeddings, D, commitment_cost, decay)
+        codebook = dict(init_from_data=init_from_data, dead_code_threshold=dead_code_threshold)
+        self.quantizer_lo = EMAVectorQuantizer(num_embeddings, D, commitment_cost, decay, **codebook)
+        self.quantizer_hi = EMAVectorQuantizer(num_embeddings, D, commitment_cost, decay, **codebook)
         self.upsample_lo = nn.ConvTranspose2d(D, D, 4, stride=2, padding=1)
         self.general_decoder = GeneralDecoder(2 * D, h, residual_channels, residual_layers)
 

@@ -105,6 +105,10 @@ def inference_windows(rows: int, cols: int, window: int) -> tuple[Tensor, Tensor
     )
 
 
+import os
+INIT_STD = float(os.environ.get("INTRA_INIT_STD", "0.02"))
+
+
 class FeatureMLP(nn.Sequential):
     """Linear -> GELU -> Linear."""
 
@@ -230,8 +234,8 @@ class InTraModel(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.inpaint_token, std=0.02)
-        nn.init.trunc_normal_(self.position, std=0.02)
+        nn.init.normal_(self.inpaint_token, std=INIT_STD)
+        nn.init.normal_(self.position, std=INIT_STD)
 
     # ---------------------------------------------------------------------------------------------- windows
     def sample_windows(
@@ -302,6 +306,10 @@ class InTraModel(nn.Module):
                 )
             pos = self.position[rows[:, :, None] * self.max_grid_size + cols[:, None, :]]  # (W, wh, ww, D)
         x = (x + pos).flatten(1, 2)
+        if os.environ.get("INTRA_READOUT") == "token":
+            flat = (row * ww + col)
+            out = self.norm(self.encode(x))
+            return self.head(out[torch.arange(len(flat), device=device), flat])
         return self.head(self.norm(self.encode(x)).mean(dim=1))
 
     def reconstruct(self, images: Tensor, chunk: int = 1024) -> Tensor:
