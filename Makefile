@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 
 demo: install  ## ADTR on every demo category (CPU, about 10 minutes), prints the metrics tables
 	$(VENV)/bin/adbench data demo
-	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo.yaml
+	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo_adtr.yaml
 
 test: install  ## the test suite (CPU, offline)
 	$(PY) -m pytest -q tests

@@ -223,3 +223,16 @@ def test_cells_in_separate_processes_and_as_submitit_jobs(tmp_path, launcher):
     frame = runner.run_grid(grid, launcher=launcher, gpus=1, slurm=slurm)
     assert frame["status"].tolist() == ["ok"], frame["error"].tolist()
     assert 0 <= frame["image_AUROC"].iloc[0] <= 1 and frame["model"].iloc[0] == "adtr"
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("benchmark*.yaml")), ids=lambda p: p.stem)
+def test_every_benchmark_config_loads_with_valid_categories(path):
+    from adbench.data import MVTEC_AD_CATEGORIES
+    from adbench.data.demo_build import DEMO_CATEGORIES
+
+    grid = load_grid(path)
+    assert grid.cells
+    for cell in grid.cells:
+        data_class = yaml.safe_load(Path(cell.stages[-1]).read_text())["data"]["class_path"]
+        valid = {"adbench.data.Demo": DEMO_CATEGORIES, "adbench.data.MVTecAD": MVTEC_AD_CATEGORIES}.get(data_class)
+        assert valid is None or cell.category in valid, (path, cell.category)
