@@ -157,7 +157,8 @@ def test_confetti_alters_half_of_the_normal_images_and_a_step_lowers_the_loss():
     model = ADTRPlus(**SMALL, lr=1e-3)
     batch = Batch(torch.randn(6, 3, 32, 32), torch.zeros(6, dtype=torch.long), torch.zeros(6, 1, 32, 32),
                   list("abcdef"), torch.arange(6))  # fmt: skip
-    image, label, mask = model.add_confetti(batch)
+    image, label, mask, altered = model.add_confetti(batch)
+    assert altered.tolist() == [True, True, True, False, False, False]
     assert label.tolist() == [1, 1, 1, 0, 0, 0]
     assert all(mask[i].sum() > 0 for i in range(3)) and mask[3:].sum() == 0
     assert torch.equal(image[3:], batch.image[3:]) and not torch.equal(image[:3], batch.image[:3])
@@ -173,6 +174,21 @@ def test_confetti_alters_half_of_the_normal_images_and_a_step_lowers_the_loss():
         optimizer.step()
     assert model.losses(image, label, mask)["loss"] < first
     assert all(torch.equal(v, model.model.backbone.state_dict()[k]) for k, v in frozen.items())
+
+
+def test_feature_cache_gives_the_same_loss():
+    torch.manual_seed(0)
+    plain = ADTRPlus(**SMALL, dropout=0.0)
+    cached = ADTRPlus(**SMALL, dropout=0.0, cache_features=True)
+    cached.load_state_dict(plain.state_dict())
+    batch = Batch(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), torch.zeros(4, 1, 32, 32),
+                  list("abcd"), torch.arange(4))  # fmt: skip
+    plain.train(), cached.train()
+    for _ in range(2):  # the second pass reads the two unaltered images from the cache
+        assert cached.compute_loss(batch)["loss"].item() == pytest.approx(
+            plain.compute_loss(batch)["loss"].item()
+        )
+    assert len(cached.feature_cache) == 2
 
 
 def test_paper_schedule_defaults():

@@ -242,7 +242,7 @@ class DSR(AnomalyModule):
             restriction_width=restriction_width,
             bottleneck_channels=bottleneck_channels,
         )
-        #: optimizer steps trained in stage 2 and in stage 3 (kept in checkpoints)
+        #: training batches seen in stage 2 and in stage 3 (kept in checkpoints)
         self.register_buffer("stage_steps", torch.zeros(2, dtype=torch.long))
         self.trainable_parts = STAGE2_PARTS if stage == 2 else ("upsampler",)
         for name, child in self.model.named_children():

@@ -12,8 +12,9 @@ ECCV 2022) as plain ``nn.Module``s.
 
 Paper sizes (official code): h = 128, residual blocks 2 x 64 channels, K = 4096 codes of D = 128 per
 codebook (hi codes at 64x64, lo codes at 32x32 for a 256x256 image), U-Nets of base width 64, the object
-decoder's bottleneck 64 channels, restriction networks of base width D. Image sides must be multiples of 16
-and at least 64.
+decoder's bottleneck 64 channels, restriction networks of base width D. The object-specific decoder and
+the detection U-Net start from N(0, 0.02) convolution weights, the other networks from PyTorch's defaults
+(as in the official code). Image sides must be multiples of 16 and at least 64.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def check_image_size(image: Tensor) -> None:
             f"DSR needs image sides that are multiples of {SIZE_MULTIPLE} and at least {MIN_SIZE}, got {H}x{W}; "
             "set --data.init_args.image_size accordingly (e.g. 256)"
         )
+
+
+def normal_conv_init(module: nn.Module, std: float = 0.02) -> None:
+    """Draws the weights of (transposed) convolutions from N(0, std) (biases keep their default)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, std)
 
 
 @dataclass
@@ -241,6 +248,8 @@ class DSRModel(nn.Module):
         )
         self.detector = AnomalyDetectionModule(unet_width)
         self.upsampler = UpsamplingModule(unet_width)
+        for module in (self.object_decoder, self.detector):  # as the official code initializes these two
+            module.apply(normal_conv_init)
         self.train()
 
     def train(self, mode: bool = True) -> DSRModel:
