@@ -359,22 +359,3 @@ def test_cifar_errors_are_clear(tmp_path, fake_cifar):
         copy = tmp_path / "no100"
         shutil.copytree(fake_cifar / "cifar-10-batches-py", copy / "cifar-10-batches-py")
         CIFAR10OneClass(root=copy, auxiliary_anomalies=True, verify_checksums=False, num_workers=0).setup()
-
-
-@pytest.mark.parametrize("config", ["adtr_cifar10", "adtr_plus_cifar10"])
-def test_cifar_configs_run_a_tiny_fit_and_test(config, tmp_path, fake_cifar):
-    import json
-
-    from adbench.cli import build_cli_class
-    from tests.test_cli import tiny_run_args
-
-    path = Path("configs") / f"{config}.yaml"
-    # The configs' ModelCheckpoint conflicts with enable_checkpointing=false: checkpoints go to tmp_path.
-    tiny = [a for a in tiny_run_args(path, tmp_path, demo_root=tmp_path) if "enable_checkpointing" not in a]
-    args = [*tiny, f"--data.init_args.root={fake_cifar}", "--data.init_args.verify_checksums=false"]
-    cli = build_cli_class()(args=["fit", "--config", str(path), *args])
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-    results = json.loads((tmp_path / "metrics.json").read_text())
-    assert (
-        0.0 <= results["image_AUROC"] <= 1.0 and results.get("pixel_AUPRO") is None
-    )  # pixel metrics skipped

@@ -56,7 +56,6 @@ def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
         "--trainer.limit_train_batches=2",
         "--trainer.limit_val_batches=1",
         "--trainer.logger=false",
-        "--trainer.enable_checkpointing=false",
         f"--trainer.default_root_dir={tmp_path}",
         "--data.init_args.num_workers=0",
         "--data.init_args.image_size=64",

@@ -32,15 +32,30 @@ def one_thread():
 
 
 def small_intra(**kwargs) -> InTra:
-    args = dict(patch_size=8, window_size=5, embed_dim=32, depth=3, heads=2, windows_per_image=8,
-                window_batch_size=16, mean_filter_size=3, gaussian_sigma=1.0, lr=1e-3)
+    args = dict(
+        patch_size=8,
+        window_size=5,
+        embed_dim=32,
+        depth=3,
+        heads=2,
+        windows_per_image=8,
+        window_batch_size=16,
+        mean_filter_size=3,
+        gaussian_sigma=1.0,
+        lr=1e-3,
+    )
     return InTra(**{**args, **kwargs})
 
 
 def make_batch(images: torch.Tensor) -> Batch:
     n = images.shape[0]
-    return Batch(images, torch.zeros(n, dtype=torch.long), torch.zeros(n, 1, *images.shape[-2:]),
-                 [str(i) for i in range(n)], torch.arange(n))
+    return Batch(
+        images,
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, 1, *images.shape[-2:]),
+        [str(i) for i in range(n)],
+        torch.arange(n),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- windows
@@ -67,6 +82,19 @@ def test_window_placement_follows_the_paper_at_the_borders():
     assert window_origins(4, 7)[0].tolist() == [0, 0, 0, 0]  # grid shorter than the window
 
 
+@pytest.mark.parametrize("mode", ["uniform", "inference"])
+def test_training_windows_stay_inside_the_grid(mode):
+    model = InTraModel(patch_size=8, window_size=5, embed_dim=16, depth=1, heads=2)
+    top, left, row, col = model.sample_windows(4000, 9, 4, mode=mode)
+    assert ((top >= 0) & (top + 5 <= 9) & (left == 0) & (row < 5) & (col < 4)).all()
+    if mode == "inference":  # exactly the inference placement of the hidden patch
+        start, offset = window_origins(9, 5)
+        assert torch.equal(start[top + row], top) and torch.equal(offset[top + row], row)
+        assert set((top + row).tolist()) == set(range(9))
+    else:
+        assert set(row.tolist()) == set(range(5)) and set(top.tolist()) == set(range(5))
+
+
 def test_patchify_round_trip_and_order():
     images = torch.arange(2 * 3 * 16 * 24, dtype=torch.float32).reshape(2, 3, 16, 24)
     patches = patchify(images, 8)
@@ -90,8 +118,9 @@ def test_ssim_matches_skimage_gaussian_ssim():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(32, 40)).astype(np.float64)
     y = np.clip(x + rng.normal(0, 0.2, size=x.shape), 0, 1)
-    reference = structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False)
+    reference = structural_similarity(
+        x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     ours = ssim(torch.tensor(x)[None, None], torch.tensor(y)[None, None]).item()
     assert ours == pytest.approx(reference, abs=1e-6)
 
@@ -107,7 +136,9 @@ def test_gms_of_linear_ramps_by_hand():
     border = (2 * a * b + GMS_C) / (a**2 + b**2 + GMS_C)
     assert torch.allclose(gms[..., 1:-1, 0], torch.tensor(border), atol=1e-5)
     assert torch.allclose(gms_map(a * ramp, a * ramp), torch.tensor(1.0))
-    assert gms_distance(a * ramp, b * ramp, scales=(1.0,)).item() == pytest.approx(1 - gms.mean().item(), abs=1e-6)
+    assert gms_distance(a * ramp, b * ramp, scales=(1.0,)).item() == pytest.approx(
+        1 - gms.mean().item(), abs=1e-6
+    )
 
 
 def test_multiscale_gms_map_is_zero_for_identical_images_and_full_size():
@@ -162,8 +193,15 @@ def test_feature_self_attention_is_permutation_equivariant():
 @pytest.mark.parametrize("position_embedding", ["local", "global"])
 def test_inpaint_token_hides_the_inpainted_patch(position_embedding):
     torch.manual_seed(0)
-    model = InTraModel(patch_size=8, window_size=5, embed_dim=32, depth=3, heads=2,
-                       position_embedding=position_embedding, max_grid_size=8).eval()
+    model = InTraModel(
+        patch_size=8,
+        window_size=5,
+        embed_dim=32,
+        depth=3,
+        heads=2,
+        position_embedding=position_embedding,
+        max_grid_size=8,
+    ).eval()
     image = torch.rand(2, 3, 64, 64)
     changed = image.clone()
     changed[1, :, 24:32, 40:48] = torch.rand(3, 8, 8)  # patch (3, 5) of image 1
@@ -218,12 +256,25 @@ def test_a_few_steps_reduce_the_loss():
 def test_fit_runs_windows_per_image_in_optimizer_steps_and_saves_the_mean_map(tmp_path):
     L.seed_everything(0)
     root = make_mvtec_tree(tmp_path, category="bottle", size=32, n_train=9, n_test_good=2, n_per_defect=1)
-    dm = MVTecAD(root=root, category="bottle", image_size=32, batch_size=4, num_workers=0, val_split=0.1,
-                 mean=(0.0,) * 3, std=(1.0,) * 3)
+    dm = MVTecAD(
+        root=root,
+        category="bottle",
+        image_size=32,
+        batch_size=4,
+        num_workers=0,
+        val_split=0.1,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+    )
     model = small_intra(windows_per_image=10, window_batch_size=8)  # 4 images -> 40 windows -> 5 steps
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/loss", save_last=True)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, callbacks=[checkpoint],
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[checkpoint],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 2 * (5 + 5)  # 8 training images: two batches of 4 per epoch
     assert model.scorer.fitted and model.scorer.mean_map.shape == (1, 1, 32, 32)
@@ -239,11 +290,25 @@ def test_trained_intra_beats_chance_on_known_defects(tmp_path):
     """A short fit of a small model inpaints the stripes but not the red squares."""
     L.seed_everything(0)
     root = make_mvtec_tree(tmp_path, category="bottle", size=64, n_train=12, n_test_good=6, n_per_defect=4)
-    dm = MVTecAD(root=root, category="bottle", image_size=64, batch_size=6, num_workers=0, val_split=0,
-                 mean=(0.0,) * 3, std=(1.0,) * 3)
+    dm = MVTecAD(
+        root=root,
+        category="bottle",
+        image_size=64,
+        batch_size=6,
+        num_workers=0,
+        val_split=0,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+    )
     model = small_intra(windows_per_image=64, window_batch_size=64, embed_dim=48, lr=2e-3)
-    trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, callbacks=[])
+    trainer = L.Trainer(
+        max_epochs=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        callbacks=[],
+    )
     trainer.fit(model, datamodule=dm)
     assert model.scorer.fitted
     trainer.test(model, datamodule=dm, verbose=False)

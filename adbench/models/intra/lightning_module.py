@@ -30,8 +30,7 @@ class InTra(AnomalyModule):
     assume that range.
 
     Training design: each training step receives a batch of B (augmented) images and draws
-    ``windows_per_image * B`` random windows from them (window origin uniform in the grid, hidden patch
-    uniform in the window), shuffled and split into optimizer steps of ``window_batch_size`` windows
+    ``windows_per_image * B`` random windows from them (see ``window_sampling``), shuffled and split into optimizer steps of ``window_batch_size`` windows
     (manual optimization). One epoch thus shows every training image in ``windows_per_image`` windows, as
     in the paper, while images are read, decoded and augmented once per epoch and windows are cut from
     tensors already on the device by indexing. Trainer options of automatic optimization (gradient
@@ -62,6 +61,9 @@ class InTra(AnomalyModule):
         feature_attention: multihead feature self-attention (False: standard multihead self-attention).
         windows_per_image: random windows per training image per epoch.
         window_batch_size: windows per optimizer step.
+        window_sampling: ``uniform`` (window origin uniform, hidden patch uniform inside it: the paper's
+            training as public re-implementations read it) or ``inference`` (hidden patch uniform over the
+            grid, window placed as at inference: mostly centered, easier to learn on short schedules).
         lr: Adam learning rate.
         gms_weight: weight of the GMS loss (alpha).
         ssim_weight: weight of the SSIM loss (beta).
@@ -88,6 +90,7 @@ class InTra(AnomalyModule):
         feature_attention: bool = True,
         windows_per_image: int = 600,
         window_batch_size: int = 256,
+        window_sampling: Literal["uniform", "inference"] = "uniform",
         lr: float = 1e-4,
         gms_weight: float = 0.01,
         ssim_weight: float = 0.01,
@@ -102,6 +105,8 @@ class InTra(AnomalyModule):
         self.automatic_optimization = False
         if windows_per_image < 1 or window_batch_size < 1 or inference_chunk < 1:
             raise ValueError("windows_per_image, window_batch_size and inference_chunk must be positive")
+        if window_sampling not in ("uniform", "inference"):
+            raise ValueError(f"window_sampling must be 'uniform' or 'inference', got {window_sampling!r}")
         self.model = InTraModel(
             patch_size=patch_size,
             window_size=window_size,
@@ -154,7 +159,9 @@ class InTra(AnomalyModule):
         patches = patchify(self.fit_to_patches(batch.image), self.hparams.patch_size)
         b, n, m, _ = patches.shape
         image = torch.randint(0, b, (self.hparams.window_batch_size,), device=patches.device)
-        top, left, row, col = self.model.sample_windows(len(image), n, m, patches.device)
+        top, left, row, col = self.model.sample_windows(
+            len(image), n, m, patches.device, self.hparams.window_sampling
+        )
         prediction = self.model.inpaint(self.model.embed(patches), image, top, left, row, col)
         return self._loss(prediction, patches[image, top + row, left + col])
 
@@ -167,7 +174,9 @@ class InTra(AnomalyModule):
         owners = torch.arange(total, device=device)[torch.randperm(total, device=device)] % b
         sums: dict[str, Tensor] = {}
         for image in owners.split(self.hparams.window_batch_size):
-            top, left, row, col = self.model.sample_windows(len(image), n, m, device)
+            top, left, row, col = self.model.sample_windows(
+                len(image), n, m, device, self.hparams.window_sampling
+            )
             prediction = self.model.inpaint(self.model.embed(patches), image, top, left, row, col)
             losses = self._loss(prediction, patches[image, top + row, left + col])
             if not torch.isfinite(losses["loss"]):

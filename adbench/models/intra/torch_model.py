@@ -23,8 +23,9 @@ Choices where the paper is silent (or third-party re-implementations disagree):
   n has none).
 * MFSA splits the D/2 query/key features and the D value features over the heads (D/2h and D/h per head);
   attention is scaled by the query/key head size.
-* Parameters are initialized ViT-style: truncated normal (std 0.02) for linear weights, position
-  embeddings and the inpaint token; zero biases.
+* Initialization: truncated normal (std 0.02) for linear weights, zero biases; position embeddings and
+  the inpaint token standard normal (std 1, as public re-implementations use). With std 0.02 the position
+  signal is small beside the patch content and the network learns to route by position far more slowly.
 * Grids smaller than the window (images under L*K pixels) use a window as large as the grid.
 * Patch pixels are flattened in (C, K, K) order.
 """
@@ -103,10 +104,6 @@ def inference_windows(rows: int, cols: int, window: int) -> tuple[Tensor, Tensor
         row.repeat_interleave(cols),
         col.repeat(rows),
     )
-
-
-import os
-INIT_STD = float(os.environ.get("INTRA_INIT_STD", "0.02"))
 
 
 class FeatureMLP(nn.Sequential):
@@ -234,18 +231,40 @@ class InTraModel(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        nn.init.normal_(self.inpaint_token, std=INIT_STD)
-        nn.init.normal_(self.position, std=INIT_STD)
+        nn.init.normal_(self.inpaint_token)
+        nn.init.normal_(self.position)
 
     # ---------------------------------------------------------------------------------------------- windows
     def sample_windows(
-        self, count: int, rows: int, cols: int, device: torch.device | str = "cpu"
+        self,
+        count: int,
+        rows: int,
+        cols: int,
+        device: torch.device | str = "cpu",
+        mode: Literal["uniform", "inference"] = "uniform",
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Random training windows: origin uniform over the grid, hidden patch uniform inside the window.
+        """Random training windows.
+
+        Args:
+            count: number of windows.
+            rows: grid rows N.
+            cols: grid columns M.
+            device: device of the returned indices.
+            mode: ``uniform``: window origin uniform over the grid, hidden patch uniform inside the window;
+                ``inference``: hidden patch uniform over the grid, window placed as at inference (centered
+                where possible), so training sees the inference distribution of hidden positions.
 
         Returns:
             ``(top, left, row, col)``, each (count,) long.
         """
+        if mode == "inference":
+            top, row = (t.to(device) for t in window_origins(rows, self.window_size))
+            left, col = (t.to(device) for t in window_origins(cols, self.window_size))
+            t = torch.randint(0, rows, (count,), device=device)
+            u = torch.randint(0, cols, (count,), device=device)
+            return top[t], left[u], row[t], col[u]
+        if mode != "uniform":
+            raise ValueError(f"window sampling must be 'uniform' or 'inference', got {mode!r}")
         wh, ww = min(self.window_size, rows), min(self.window_size, cols)
         return (
             torch.randint(0, rows - wh + 1, (count,), device=device),
@@ -306,10 +325,6 @@ class InTraModel(nn.Module):
                 )
             pos = self.position[rows[:, :, None] * self.max_grid_size + cols[:, None, :]]  # (W, wh, ww, D)
         x = (x + pos).flatten(1, 2)
-        if os.environ.get("INTRA_READOUT") == "token":
-            flat = (row * ww + col)
-            out = self.norm(self.encode(x))
-            return self.head(out[torch.arange(len(flat), device=device), flat])
         return self.head(self.norm(self.encode(x)).mean(dim=1))
 
     def reconstruct(self, images: Tensor, chunk: int = 1024) -> Tensor:
