@@ -127,7 +127,13 @@ def test_feature_cache_gives_the_same_loss_and_skips_the_backbone():
 
     torch.manual_seed(0)
     model = small_adtr(cache_features=True, dropout=0.0)
-    batch = Batch(torch.randn(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), torch.zeros(3, 1, 32, 32), ["a", "b", "c"], torch.arange(3))
+    batch = Batch(
+        torch.randn(3, 3, 32, 32),
+        torch.zeros(3, dtype=torch.long),
+        torch.zeros(3, 1, 32, 32),
+        ["a", "b", "c"],
+        torch.arange(3),
+    )
     model.train()
     first = model.compute_loss(batch)["loss"]
     assert len(model.feature_cache) == 3
@@ -137,7 +143,9 @@ def test_feature_cache_gives_the_same_loss_and_skips_the_backbone():
     again = model.compute_loss(batch)["loss"]
     assert calls == [] and torch.allclose(first, again)
     model.eval()
-    assert torch.allclose(model.compute_loss(batch)["loss"], first) and calls == [3]  # eval never uses the cache
+    assert torch.allclose(model.compute_loss(batch)["loss"], first) and calls == [
+        3
+    ]  # eval never uses the cache
     cache = FeatureCache()
     mixed = cache.get(["a", "x"], torch.ones(2, 1, 1, 1), lambda image: image * 2)
     assert mixed.shape == (2, 1, 1, 1) and len(cache) == 2

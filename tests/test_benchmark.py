@@ -234,5 +234,7 @@ def test_every_benchmark_config_loads_with_valid_categories(path):
     assert grid.cells
     for cell in grid.cells:
         data_class = yaml.safe_load(Path(cell.stages[-1]).read_text())["data"]["class_path"]
-        valid = {"adbench.data.Demo": DEMO_CATEGORIES, "adbench.data.MVTecAD": MVTEC_AD_CATEGORIES}.get(data_class)
+        valid = {"adbench.data.Demo": DEMO_CATEGORIES, "adbench.data.MVTecAD": MVTEC_AD_CATEGORIES}.get(
+            data_class
+        )
         assert valid is None or cell.category in valid, (path, cell.category)

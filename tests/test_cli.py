@@ -68,7 +68,9 @@ def make_ksdd2_tree(root: Path) -> Path:
     for split, flags in [("train", [0] * 8 + [1, 1]), ("test", [0, 0, 0, 1, 1])]:
         (root / split).mkdir(parents=True)
         for i, flag in enumerate(flags):
-            Image.fromarray(rng.integers(90, 110, (64, 32, 3), dtype=np.uint8)).save(root / split / f"{i}.png")
+            Image.fromarray(rng.integers(90, 110, (64, 32, 3), dtype=np.uint8)).save(
+                root / split / f"{i}.png"
+            )
             mask = np.zeros((64, 32), np.uint8)
             if flag:
                 mask[20:30, 10:20] = 255
@@ -96,7 +98,9 @@ def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
     ):
         args.append("--model.init_args.pretrained=false")
     if data_class in ("MVTecAD", "Folder", "ImageFolder"):
-        args.append(f"--data.init_args.root={make_mvtec_tree(tmp_path / 'data', category=category or 'bottle')}")
+        args.append(
+            f"--data.init_args.root={make_mvtec_tree(tmp_path / 'data', category=category or 'bottle')}"
+        )
     elif data_class == "Demo":
         args.append(f"--data.init_args.root={demo_root}")
     elif data_class == "CIFAR10OneClass":

@@ -93,7 +93,9 @@ class ADTR(AnomalyModule):
         super().on_fit_start()
         augmentations = getattr(getattr(self.trainer, "datamodule", None), "train_augmentations", None)
         if self.feature_cache is not None and augmentations:
-            warnings.warn("adtr: cache_features is ignored because the data has train augmentations", stacklevel=2)
+            warnings.warn(
+                "adtr: cache_features is ignored because the data has train augmentations", stacklevel=2
+            )
             self.feature_cache = None
 
     @property
