@@ -67,6 +67,26 @@ def make_mvtec_tree(
     return root
 
 
+def make_mvtec3d_tree(root: Path, category: str = "bagel", **kwargs) -> Path:
+    """The tree of :func:`make_mvtec_tree` in MVTec 3D-AD's RGB layout.
+
+    ``root/<category>/{train/good/rgb, test/<defect>/rgb, test/<defect>/gt}``, masks named like their image.
+
+    Returns:
+        ``root``.
+    """
+    flat = make_mvtec_tree(root / ".flat", category=category, **kwargs) / category
+    for image in sorted(flat.glob("*/*/*.png")):
+        split, defect = image.parent.parent.name, image.parent.name
+        if split == "ground_truth":
+            target = root / category / "test" / defect / "gt" / image.name.replace("_mask", "")
+        else:
+            target = root / category / split / defect / "rgb" / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.rename(target)
+    return root
+
+
 @pytest.fixture
 def mvtec_tree(tmp_path: Path) -> Path:
     """A fresh tiny MVTec-layout tree with category ``widget``."""

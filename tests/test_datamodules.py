@@ -7,7 +7,7 @@ from PIL import Image
 
 from adbench.data import KSDD2, Batch, Folder, MVTec3D, MVTecAD
 from adbench.errors import DataError
-from tests.conftest import make_mvtec_tree
+from tests.conftest import make_mvtec3d_tree, make_mvtec_tree
 
 
 def test_mvtec_layout_labels_masks_and_shapes(tmp_path):
@@ -76,19 +76,9 @@ def test_folder_accepts_any_category_and_image_level_labels(tmp_path):
 
 
 def test_mvtec3d_rgb_layout(tmp_path):
-    cat = tmp_path / "bagel"
-    rng = np.random.default_rng(0)
-    for split, defect, n in [("train", "good", 4), ("test", "good", 2), ("test", "crack", 2)]:
-        (cat / split / defect / "rgb").mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
-                cat / split / defect / "rgb" / f"{i:03d}.png"
-            )
-            if defect != "good":
-                (cat / split / defect / "gt").mkdir(exist_ok=True)
-                mask = np.zeros((20, 24), np.uint8)
-                mask[5:9, 5:9] = 255
-                Image.fromarray(mask).save(cat / split / defect / "gt" / f"{i:03d}.png")
+    make_mvtec3d_tree(
+        tmp_path, category="bagel", n_train=4, n_test_good=2, defects=("crack",), n_per_defect=2
+    )
     dm = MVTec3D(root=tmp_path, category="bagel", image_size=16, num_workers=0, val_split=0)
     dm.setup()
     assert len(dm.dataset("train")) == 4
