@@ -1,5 +1,6 @@
 """The benchmark grid: end to end on a tiny grid, resume, failing cells, summary math."""
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -238,3 +239,37 @@ def test_every_benchmark_config_loads_with_valid_categories(path):
             data_class
         )
         assert valid is None or cell.category in valid, (path, cell.category)
+
+
+def test_benchmark_command_with_the_configs_own_wandb_logger(tmp_path, two_category_tree, monkeypatch):
+    """The real loggers (CSV + W&B offline) on: cells and the summary run must close their W&B runs cleanly."""
+    from adbench.benchmark.commands import benchmark_main
+
+    config = Path("configs/adtr_mvtec.yaml").resolve()
+    monkeypatch.chdir(tmp_path)  # the config's loggers write to ./results
+
+    tiny = [a for a in TINY if not a.startswith("--trainer.logger")]
+    spec = {
+        "name": "wandb",
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [0],
+        "runs": [
+            {
+                "config": str(config),
+                "categories": ["bottle"],
+                "args": [*tiny, f"--data.init_args.root={two_category_tree}"],
+            }
+        ],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert benchmark_main(["--config", str(path)]) == 0
+    assert not [w for w in record if "W&B" in str(w.message)], [str(w.message) for w in record]
+    runs = pd.read_csv(tmp_path / "out" / "wandb" / "runs.csv")
+    assert runs["status"].tolist() == ["ok"], runs.get("error")
+    assert Path(runs["run_dir"][0]).is_relative_to(tmp_path / "results")
+    offline = sorted((tmp_path / "results" / "wandb").glob("offline-run-*"))
+    offline += sorted((tmp_path / "out" / "wandb").glob("**/offline-run-*"))
+    assert len(offline) == 2, offline  # the cell's run and the benchmark's summary run

@@ -23,7 +23,7 @@ def finish_wandb() -> None:
     except ImportError:
         return
     if wandb.run is not None:
-        wandb.finish(quiet=True)
+        wandb.finish()
 
 
 def run_cell(cell: Cell, root_dir: Path) -> dict[str, Any]:
@@ -63,7 +63,11 @@ def run_cell(cell: Cell, root_dir: Path) -> dict[str, Any]:
         cli.model.train_seconds = train_seconds
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         metrics = next(c for c in cli.trainer.callbacks if isinstance(c, AnomalyMetrics))
-        return {**metrics.results, "seed": cell.seed, "run_dir": str(cli.trainer.log_dir or root_dir)}
+        return {
+            **metrics.results,
+            "seed": cell.seed,
+            "run_dir": str(Path(cli.trainer.log_dir or root_dir).resolve()),
+        }
     finally:
         finish_wandb()
 

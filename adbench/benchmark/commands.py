@@ -10,7 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adbench benchmark",
         description="Fit and test every config x category x seed of a benchmark file. Results go to "
-        "<output_dir>/<name>/: runs.csv, summary.md, plots (PNG), errors/, runs/ (each cell's logs). "
+        "<output_dir>/<name>/: runs.csv, summary.md, plots (PNG), errors/ (a traceback per failed cell); each cell's logs, checkpoints and anomaly-map panels go where its config's loggers point (runs.csv's run_dir column). "
         "Rerunning skips finished cells and retries failed or interrupted ones.",
     )
     parser.add_argument("--config", required=True, help="benchmark YAML (see configs/benchmark_demo.yaml)")

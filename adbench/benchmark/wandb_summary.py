@@ -35,7 +35,7 @@ def log_summary_run(
             run.log({f"summary/{metric}": wandb.Table(dataframe=flat)})
         for plot in plots:
             run.log({f"plots/{plot.stem}": wandb.Image(str(plot))})
-        run.finish(quiet=True)
+        run.finish()
     except Exception as error:  # noqa: BLE001 - logging must never lose or block local results
         warnings.warn(
             f"W&B summary run for {name} failed ({error}); local results are complete", stacklevel=2
