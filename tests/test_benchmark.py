@@ -172,6 +172,27 @@ def test_grid_file_errors(tmp_path):
         )
     )
     assert load_grid(bad).cells[0].args == ("--x=1",)
+    twice = {"config": "configs/adtr_mvtec.yaml", "categories": ["a"]}
+    bad.write_text(yaml.safe_dump({"runs": [twice, {**twice, "args": ["--trainer.max_epochs=2"]}]}))
+    with pytest.raises(ConfigError, match="distinct `label`s"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"runs": [twice, {**twice, "label": "adtr-long"}]}))
+    assert [c.key for c in load_grid(bad).cells] == ["configs/adtr_mvtec.yaml|a|0", "adtr-long|a|0"]
+
+
+def test_labelled_runs_of_one_model_get_their_own_columns():
+    frame = pd.DataFrame(
+        [
+            dict(
+                model="dsr", variant=v, dataset="mvtec", category="bottle", seed=0, image_AUROC=a, status="ok"
+            )
+            for v, a in [(None, 0.9), ("dsr-stage2", 0.7)]
+        ]
+    ).reindex(columns=RUN_COLUMNS)
+    auroc = summary_tables(frame)["image_AUROC"]
+    assert list(auroc.columns) == ["dsr", "dsr (paper)", "dsr-stage2"]
+    assert auroc.loc[("mvtec", "bottle"), "dsr-stage2"] == pytest.approx(0.7)
+    assert auroc.loc[("mvtec", "bottle"), "dsr"] == pytest.approx(0.9)
 
 
 def test_summary_means_and_paper_columns(tmp_path):

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m adbench.benchmark.cell SPEC.json RESULT.json``: runs the cell, writes its row."""
     spec_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
     spec = json.loads(Path(spec_path).read_text())
-    cell = Cell(tuple(spec["stages"]), spec["category"], int(spec["seed"]), tuple(spec["args"]))
+    cell = Cell(
+        tuple(spec["stages"]), spec["category"], int(spec["seed"]), tuple(spec["args"]), spec.get("label", "")
+    )
     row = run_cell(cell, Path(spec["root_dir"]))
     atomic_write_json(result_path, row)
     return 0

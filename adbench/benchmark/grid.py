@@ -20,21 +20,24 @@ class Cell:
         category: value of ``--data.init_args.category``.
         seed: value of ``--seed_everything``.
         args: extra command-line overrides applied to every stage of this cell.
+        label: the run's name in runs.csv and the summary tables (its ``variant`` column); empty: the
+            model's name. Runs that share a config but differ in ``args`` need distinct labels.
     """
 
     stages: tuple[str, ...]
     category: str
     seed: int
     args: tuple[str, ...] = ()
+    label: str = ""
 
     @property
     def config(self) -> str:
-        """The cell's name in runs.csv: its stages joined with '+'."""
+        """The cell's stages joined with '+'."""
         return "+".join(self.stages)
 
     @property
     def key(self) -> str:
-        return f"{self.config}|{self.category}|{self.seed}"
+        return f"{self.label or self.config}|{self.category}|{self.seed}"
 
 
 @dataclass
@@ -79,6 +82,7 @@ def load_grid(path: str | Path) -> Grid:
             args: ["--trainer.max_epochs=40"]      # overrides for every cell of this run
             category_args:                         # per-category overrides
               grass: ["--data.init_args.image_size=320"]
+            label: adtr-long                       # optional; required to tell apart runs of one config
     """
     path = Path(path)
     if not path.is_file():
@@ -94,10 +98,11 @@ def load_grid(path: str | Path) -> Grid:
         name=str(spec.get("name", path.stem)), output_dir=Path(spec.get("output_dir", "results/benchmarks"))
     )
     for run in spec["runs"]:
-        unknown = set(run) - {"config", "categories", "args", "category_args"}
+        unknown = set(run) - {"config", "categories", "args", "category_args", "label"}
         if unknown:
             raise ConfigError(
-                f"{path}: unknown run keys {sorted(unknown)}; expected config, categories, args, category_args"
+                f"{path}: unknown run keys {sorted(unknown)}; expected config, categories, args, "
+                "category_args, label"
             )
         stages = _stages(run, path)
         categories = run.get("categories")
@@ -107,5 +112,11 @@ def load_grid(path: str | Path) -> Grid:
         for seed in seeds:
             for category in categories:
                 args = tuple(str(a) for a in [*run.get("args", []), *per_category.get(category, [])])
-                grid.cells.append(Cell(stages, str(category), seed, args))
+                grid.cells.append(Cell(stages, str(category), seed, args, str(run.get("label") or "")))
+    keys = [cell.key for cell in grid.cells]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{path}: runs {repeated} appear twice; give runs of the same config distinct `label`s"
+        )
     return grid

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adbench.benchmark.results import PAPER_SUFFIX, summary_tables
+from adbench.benchmark.results import PAPER_SUFFIX, summary_tables, variant_names
 
 
 def _pyplot():
@@ -47,12 +47,12 @@ def plot_category_bars(frame: pd.DataFrame, folder: Path) -> list[Path]:
 
 
 def plot_speed_scatter(frame: pd.DataFrame, folder: Path, metric: str = "image_AUROC") -> Path | None:
-    """Mean ``metric`` vs mean inference ms per image, one point per model."""
+    """Mean ``metric`` vs mean inference ms per image, one point per variant (model or run label)."""
     done = frame[(frame["status"] == "ok") & frame[metric].notna()]
     if done.empty:
         return None
     plt = _pyplot()
-    means = done.groupby("model")[[metric, "infer_ms_per_image"]].mean()
+    means = done.groupby(variant_names(done))[[metric, "infer_ms_per_image"]].mean()
     fig, axis = plt.subplots(figsize=(5, 4))
     for model, row in means.iterrows():
         axis.scatter(row["infer_ms_per_image"], 100 * row[metric], s=50)

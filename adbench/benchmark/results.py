@@ -13,6 +13,7 @@ from adbench.io import atomic_write_text
 RUN_COLUMNS = [
     "model", "dataset", "category", "seed", "image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max",
     "pixel_AP", "train_s", "infer_ms_per_image", "peak_mem_MB", "status", "config", "run_dir", "error",
+    "label", "variant",
 ]  # fmt: skip
 SUMMARY_METRICS = ["image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP"]
 PAPER_SUFFIX = " (paper)"
@@ -56,24 +57,35 @@ def _paper_column(model: str, metric: str, index: pd.MultiIndex) -> pd.Series | 
     return column
 
 
+def variant_names(frame: pd.DataFrame) -> pd.Series:
+    """Each row's name in tables and plots: the run's label when it has one, else the model's name."""
+    names = frame["variant"] if "variant" in frame else pd.Series(float("nan"), index=frame.index)
+    return names.where(names.notna() & (names.astype(str) != ""), frame["model"])
+
+
 def summary_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per metric: (dataset, category) x models, mean over seeds, a mean row, and paper columns beside
-    the models the papers report."""
-    done = frame[frame["status"] == "ok"]
+    """Per metric: (dataset, category) x variants (the model, or the run's label), mean over seeds, a mean
+    row, and paper columns beside the models the papers report."""
+    done = frame[frame["status"] == "ok"].copy()
+    done["variant"] = variant_names(done)
+    model_of = dict(zip(done["variant"], done["model"], strict=True))
     tables = {}
     for metric in SUMMARY_METRICS:
         if done.empty or done[metric].isna().all():
             continue
         table = done.pivot_table(
-            index=["dataset", "category"], columns="model", values=metric, aggfunc="mean"
+            index=["dataset", "category"], columns="variant", values=metric, aggfunc="mean"
         )
         rows = table.index
         table.loc[("", "mean"), :] = table.mean(axis=0)
         columns = {}
-        for model in table.columns:
-            columns[model] = table[model]
-            paper = _paper_column(str(model), metric, rows)
+        papers_shown = set()
+        for name in table.columns:
+            columns[name] = table[name]
+            model = str(model_of[name])
+            paper = _paper_column(model, metric, rows) if model not in papers_shown else None
             if paper is not None:
+                papers_shown.add(model)
                 columns[f"{model}{PAPER_SUFFIX}"] = paper.reindex(table.index)
         tables[metric] = pd.DataFrame(columns)
     return tables

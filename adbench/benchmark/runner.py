@@ -25,7 +25,9 @@ from adbench.benchmark.results import RUN_COLUMNS, read_runs, write_runs, write_
 
 
 def _row_key(row: dict[str, Any]) -> str:
-    return f"{row['config']}|{row['category']}|{int(row['seed'])}"
+    label = row.get("label")
+    name = label if isinstance(label, str) and label else row["config"]
+    return f"{name}|{row['category']}|{int(row['seed'])}"
 
 
 def _failure_row(cell: Cell, error: BaseException | str, log: Path) -> dict[str, Any]:
@@ -64,7 +66,14 @@ class GridRun:
     def record(self, cell: Cell, row: dict[str, Any]) -> None:
         """Stores a cell's row and rewrites runs.csv and summary.md atomically."""
         with self._lock:
-            self.rows[cell.key] = {**row, "config": cell.config, "category": cell.category, "seed": cell.seed}
+            self.rows[cell.key] = {
+                **row,
+                "config": cell.config,
+                "label": cell.label,
+                "variant": cell.label or row.get("model"),
+                "category": cell.category,
+                "seed": cell.seed,
+            }
             frame = self.frame()
             write_runs(frame, self.runs_path)
             write_summary(frame, self.dir / "summary.md", f"Benchmark {self.grid.name}")
