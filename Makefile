@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+ANOMALIB_VENV ?= .venv-anomalib
+BENCH_ARGS ?=
 
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test lint bench bench-metrics benchmark benchmark-demo clean
+.PHONY: install demo test lint bench bench-metrics bench-models bench-anomalib-env benchmark benchmark-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +44,14 @@ benchmark-demo: install  ## every model on the demo data, CPU-sized schedules
 bench-metrics: install  ## time every metric on 500 maps of 256x256 (CPU, and GPU when present)
 	$(PY) benchmarks/bench_metrics.py
 
-bench: bench-metrics
+bench-models: install  ## time every model at 256x256: ms/image, images/s, training, peak memory -> bench/results.{json,md}
+	$(PY) benchmarks/bench_models.py --anomalib-python $(ANOMALIB_VENV)/bin/python $(BENCH_ARGS)
+
+bench-anomalib-env:  ## separate virtualenv with anomalib 2.7 for the DSR side-by-side timing of bench-models
+	test -x $(ANOMALIB_VENV)/bin/python || $(PYTHON) -m venv $(ANOMALIB_VENV)
+	$(ANOMALIB_VENV)/bin/python -m pip install $(TORCH_PINS) 'anomalib==2.7.*'
+
+bench: bench-metrics bench-models
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
