@@ -82,15 +82,22 @@ class GridRun:
         return pd.DataFrame(list(self.rows.values())).reindex(columns=RUN_COLUMNS)
 
     def error_log(self, cell: Cell) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cell.key)
-        return self.dir / "errors" / f"{safe}.log"
+        return self.dir / "errors" / f"{_safe_name(cell)}.log"
+
+    def cell_dir(self, cell: Cell) -> Path:
+        """The cell's ``--trainer.default_root_dir``: its own folder under ``runs/`` (used without loggers)."""
+        return self.dir / "runs" / _safe_name(cell)
+
+
+def _safe_name(cell: Cell) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cell.key)
 
 
 def _run_in_process(run: GridRun, cells: list[Cell], announce: Callable[[Cell], None]) -> None:
     for cell in cells:
         announce(cell)
         try:
-            row = {**run_cell(cell, run.dir / "runs"), "status": "ok", "error": ""}
+            row = {**run_cell(cell, run.cell_dir(cell)), "status": "ok", "error": ""}
         except Exception as error:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
             row = _failure_row(cell, error, run.error_log(cell))
         run.record(cell, row)
@@ -102,7 +109,7 @@ def _run_subprocess(run: GridRun, cell: Cell, gpu: int | None) -> dict[str, Any]
     work.mkdir(parents=True, exist_ok=True)
     spec, result = work / "spec.json", work / "result.json"
     result.unlink(missing_ok=True)
-    write_spec(cell, run.dir / "runs", spec)
+    write_spec(cell, run.cell_dir(cell), spec)
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -151,7 +158,7 @@ def _run_submitit(
     jobs = []
     for cell in cells:
         announce(cell)
-        jobs.append((cell, executor.submit(run_cell, cell, run.dir / "runs")))
+        jobs.append((cell, executor.submit(run_cell, cell, run.cell_dir(cell))))
     for cell, job in jobs:
         try:
             row = {**job.result(), "status": "ok", "error": ""}

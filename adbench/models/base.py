@@ -71,8 +71,9 @@ class AnomalyModule(LightningModule):
                 for p, ok in zip(batch.path, torch.isfinite(anomaly_map).flatten(1).all(1), strict=True)
                 if not ok
             ]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
             raise NonFiniteError(
-                f"{self.model_name}: the anomaly map of {bad[0]} (and {len(bad) - 1} more) contains NaN/inf; "
+                f"{self.model_name}: the anomaly map of {bad[0]}{more} contains NaN/inf; "
                 "the model diverged or its checkpoint is broken: retrain or check the checkpoint"
             )
         return {
