@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from adbench.data.batch import Batch
+from adbench.models.adtr.feature_reconstruction import FeatureReconstructionModule
 from adbench.models.adtr.loss import feature_reconstruction_loss
-from adbench.models.adtr.torch_model import ADTRModel
-from adbench.models.base import AnomalyModule
 from adbench.models.components.feature_cache import FeatureCache
 
 
-class ADTR(AnomalyModule):
+class ADTR(FeatureReconstructionModule):
     """ADTR, normal-only case: reconstruct frozen backbone features with a query-embedding transformer.
 
     Paper setup (256x256 images): EfficientNet-B4 stages 1-5 at 16x16 (720 channels), width 256, 4+4 layers,
@@ -72,35 +68,12 @@ class ADTR(AnomalyModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = ADTRModel(
-            backbone=backbone,
-            layers=layers,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            feature_size=feature_size,
-            hidden_dim=hidden_dim,
-            num_encoder_layers=num_encoder_layers,
-            num_decoder_layers=num_decoder_layers,
-            heads=heads,
-            mlp_dim=mlp_dim,
-            dropout=dropout,
-            learned_queries=learned_queries,
-        )
-
+        self.build_model(pretrained, weights_path)
         self.feature_cache = FeatureCache() if cache_features else None
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        augmentations = getattr(getattr(self.trainer, "datamodule", None), "train_augmentations", None)
-        if self.feature_cache is not None and augmentations:
-            warnings.warn(
-                "adtr: cache_features is ignored because the data has train augmentations", stacklevel=2
-            )
-            self.feature_cache = None
-
-    @property
-    def expected_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        return self.model.backbone.mean_std if self.hparams.pretrained else None
+        self.drop_cache_if_augmented()
 
     def compute_loss(self, batch: Batch) -> dict[str, Tensor]:
         if self.training and self.feature_cache is not None:
@@ -108,19 +81,3 @@ class ADTR(AnomalyModule):
         else:
             features = self.model.extract(batch.image)
         return {"loss": feature_reconstruction_loss(features, self.model.reconstruct(features))}
-
-    def anomaly_map(self, image: Tensor) -> Tensor:
-        return self.model(image).anomaly_map
-
-    def image_score(self, anomaly_map: Tensor) -> Tensor:
-        size = min(self.hparams.score_pool_size, *anomaly_map.shape[-2:])
-        pooled = F.avg_pool2d(anomaly_map, kernel_size=size, stride=1)
-        return pooled.flatten(1).amax(dim=1)
-
-    def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.hparams.lr_milestones), gamma=self.hparams.lr_gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

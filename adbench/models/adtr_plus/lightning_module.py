@@ -43,16 +43,15 @@ from adbench.data.batch import Batch
 from adbench.data.synthesis import ConfettiNoise
 from adbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from adbench.errors import ConfigError
+from adbench.models.adtr.feature_reconstruction import FeatureReconstructionModule
 from adbench.models.adtr.loss import feature_reconstruction_loss
-from adbench.models.adtr.torch_model import ADTRModel
 from adbench.models.adtr_plus.init_from import load_adtr_weights
 from adbench.models.adtr_plus.loss import image_level_loss, pixel_level_loss, pseudo_huber_map
-from adbench.models.base import AnomalyModule
 from adbench.models.components.feature_cache import FeatureCache
 from adbench.models.components.synthetic_batch import BatchSynthesizer
 
 
-class ADTRPlus(AnomalyModule):
+class ADTRPlus(FeatureReconstructionModule):
     """ADTR+ (anomaly-available case): ADTR's transformer trained with L_px / L_img from an ADTR checkpoint.
 
     Paper setup (MVTec AD): load the normal-only ADTR, then 300 epochs of L_px (alpha 0.003) with confetti
@@ -139,20 +138,7 @@ class ADTRPlus(AnomalyModule):
         self.save_hyperparameters(ignore=["init_from"])
         self.init_from = init_from
         self.confetti = ConfettiNoise(**(confetti or {}))
-        self.model = ADTRModel(
-            backbone=backbone,
-            layers=layers,
-            pretrained=pretrained and init_from is None,
-            weights_path=weights_path if init_from is None else None,
-            feature_size=feature_size,
-            hidden_dim=hidden_dim,
-            num_encoder_layers=num_encoder_layers,
-            num_decoder_layers=num_decoder_layers,
-            heads=heads,
-            mlp_dim=mlp_dim,
-            dropout=dropout,
-            learned_queries=learned_queries,
-        )
+        self.build_model(pretrained and init_from is None, weights_path if init_from is None else None)
         self._pretrained_features = pretrained
         if init_from is not None:
             saved = load_adtr_weights(self.model, init_from, self.hparams)
@@ -273,12 +259,7 @@ class ADTRPlus(AnomalyModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        augmentations = getattr(getattr(self.trainer, "datamodule", None), "train_augmentations", None)
-        if self.feature_cache is not None and augmentations:
-            warnings.warn(
-                "adtr_plus: cache_features is ignored because the data has train augmentations", stacklevel=2
-            )
-            self.feature_cache = None
+        self.drop_cache_if_augmented()
         if self.init_from is None and getattr(self.trainer, "ckpt_path", None) is None:
             warnings.warn(
                 "ADTR+: init_from is null, so training starts from scratch instead of from a normal-only "
@@ -302,27 +283,6 @@ class ADTRPlus(AnomalyModule):
                 "anomalies: enable the data's anomalies (e.g. auxiliary_anomalies: true, or an anomaly_dir) "
                 "or use anomaly_source: confetti"
             )
-
-    # ------------------------------------------------------------------------------------------------ scoring
-    @property
-    def expected_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        return self.model.backbone.mean_std if self._pretrained_features else None
-
-    def anomaly_map(self, image: Tensor) -> Tensor:
-        return self.model(image).anomaly_map
-
-    def image_score(self, anomaly_map: Tensor) -> Tensor:
-        size = min(self.hparams.score_pool_size, *anomaly_map.shape[-2:])
-        pooled = F.avg_pool2d(anomaly_map, kernel_size=size, stride=1)
-        return pooled.flatten(1).amax(dim=1)
-
-    def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.hparams.lr_milestones), gamma=self.hparams.lr_gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
