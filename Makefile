@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## ADTR on every demo category (CPU, about 10 minutes), prints the metrics tables
+demo: install  ## ADTR on four demo categories (2-core CPU: about 13 minutes), prints the metrics tables
 	$(VENV)/bin/adbench data demo
 	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo_adtr.yaml
 
