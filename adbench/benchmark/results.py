@@ -13,7 +13,7 @@ from adbench.io import atomic_write_text
 RUN_COLUMNS = [
     "model", "dataset", "category", "seed", "image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max",
     "pixel_AP", "train_s", "infer_ms_per_image", "peak_mem_MB", "status", "config", "run_dir", "error",
-    "label", "variant",
+    "label", "variant", "stage_train_s",
 ]  # fmt: skip
 SUMMARY_METRICS = ["image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP"]
 PAPER_SUFFIX = " (paper)"
