@@ -135,7 +135,7 @@ def test_multi_stage_cell_chains_init_from(tmp_path, monkeypatch):
     class FakeCLI:
         def __init__(self, args) -> None:
             seen.append(args)
-            self.model = SimpleNamespace(train_seconds=2.0)
+            self.model = SimpleNamespace(train_seconds=2.0 + len(seen))
             self.trainer = FakeTrainer(len(seen) - 1)
             self.datamodule = None
 
@@ -147,7 +147,8 @@ def test_multi_stage_cell_chains_init_from(tmp_path, monkeypatch):
     assert f"--model.init_args.init_from={tmp_path / 'stage0' / 'stage0_final.ckpt'}" in seen[1]
     assert f"--model.init_args.init_from={tmp_path / 'stage1' / 'stage1_final.ckpt'}" in seen[2]
     assert row["model"] == "m2" and row["seed"] == 3
-    assert len(tested) == 1 and tested[0].train_seconds == 6.0  # all stages' training time
+    assert len(tested) == 1 and tested[0].train_seconds == 3.0 + 4.0 + 5.0  # all stages' training time
+    assert row["stage_train_s"] == "3.0;4.0;5.0"  # and each stage's own
 
 
 def test_grid_file_errors(tmp_path):
