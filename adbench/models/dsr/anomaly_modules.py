@@ -8,9 +8,9 @@ max-pooling, upsampling bilinear (``align_corners=True``) followed by a convolut
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adbench.models.components.fast_layers import MaxPool2x2, max_pool_2x2
 from adbench.models.components.vector_quantizer import EMAVectorQuantizer
 from adbench.models.dsr.encoders_decoders import conv_norm_relu
 
@@ -45,9 +45,9 @@ class RestrictionNetwork(nn.Module):
         super().__init__()
         self.encode = nn.Sequential(
             double_conv(channels, width),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             double_conv(width, 2 * width),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             double_conv(2 * width, 4 * width),
         )
         self.decode = nn.Sequential(
@@ -113,9 +113,9 @@ class UNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, in, H, W) with H, W divisible by 8. Returns: (B, out, H, W)."""
         e1 = self.enc1(x)
-        e2 = self.enc2(F.max_pool2d(e1, 2))
-        e3 = self.enc3(F.max_pool2d(e2, 2))
-        e4 = self.enc4(F.max_pool2d(e3, 2))
+        e2 = self.enc2(max_pool_2x2(e1))
+        e3 = self.enc3(max_pool_2x2(e2))
+        e4 = self.enc4(max_pool_2x2(e3))
         d3 = self.dec3(torch.cat((self.up3(e4), e3), dim=1))
         d2 = self.dec2(torch.cat((self.up2(d3), e2), dim=1))
         d1 = self.dec1(torch.cat((self.up1(d2), e1), dim=1))

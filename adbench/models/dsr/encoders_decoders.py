@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adbench.models.components.fast_layers import InstanceNorm2d, MaxPool2x2
+
 
 class ResidualBlock(nn.Module):
     """``relu(x) + conv1x1(relu(conv3x3(relu(x))))`` (convolutions without bias).
@@ -128,7 +130,7 @@ def conv_norm_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """3x3 convolution, instance norm (no affine parameters), ReLU."""
     return [
         nn.Conv2d(in_channels, out_channels, 3, padding=1),
-        nn.InstanceNorm2d(out_channels),
+        InstanceNorm2d(out_channels),
         nn.ReLU(True),
     ]
 
@@ -156,10 +158,10 @@ class ObjectDecoder(nn.Module):
         self.encode = nn.Sequential(
             *conv_norm_relu(c, c),
             *conv_norm_relu(c, 2 * c),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             *conv_norm_relu(2 * c, 2 * c),
             *conv_norm_relu(2 * c, 4 * c),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             nn.Conv2d(4 * c, bottleneck, 1),
         )
         self.up_a = nn.ConvTranspose2d(bottleneck, bottleneck, 4, stride=2, padding=1)
