@@ -327,7 +327,7 @@ class InTraModel(nn.Module):
         x = (x + pos).flatten(1, 2)
         return self.head(self.norm(self.encode(x)).mean(dim=1))
 
-    def reconstruct(self, images: Tensor, chunk: int = 1024) -> Tensor:
+    def reconstruct(self, images: Tensor, chunk: int = 256) -> Tensor:
         """Inpaints every patch of every image, each from its inference window.
 
         Args:
