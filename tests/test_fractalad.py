@@ -115,18 +115,22 @@ def test_image_score_as_configured():
 def test_synthetic_anomalies_fill_from_same_or_other_image_and_dilate():
     # Two flat images: a patch of the same image changes nothing, a patch of the other one does.
     gray = torch.stack([torch.full((3, 64, 64), -0.6), torch.full((3, 64, 64), 0.8)])
-    same = small_fractalad(fill_from="same", mask_dilation=1)
+    plain = {"fractal_jitter": 0.0, "fractal_noise": 0.0}  # no color change of the pasted patch
+    same = small_fractalad(fill_from="same", mask_dilation=1, **plain)
     augmented, mask = same.synthesize(gray)
     assert torch.allclose(augmented, gray, atol=1e-5) and (mask.flatten(1).sum(1) > 0).all()
-    other = small_fractalad(fill_from="other", mask_dilation=1)
+    # The public generator's color change makes even a same-image patch of a flat image visible.
+    augmented, mask = small_fractalad(fill_from="same", mask_dilation=1).synthesize(gray)
+    assert (mask.flatten(1).sum(1) > 0).all() and not torch.allclose(augmented, gray, atol=1e-2)
+    other = small_fractalad(fill_from="other", mask_dilation=1, **plain)
     augmented, mask = other.synthesize(gray)
     inside = mask[0, 0] > 0
     assert torch.allclose(augmented[0, :, inside], torch.tensor(0.8), atol=1e-2)
     assert torch.allclose(augmented[0, :, ~inside], gray[0, :, ~inside], atol=1e-5)  # de-/re-normalized
-    dilated = small_fractalad(fill_from="other", mask_dilation=7).synthesize(gray)[1]
+    dilated = small_fractalad(fill_from="other", mask_dilation=7, **plain).synthesize(gray)[1]
     assert torch.equal(dilated, F.max_pool2d(mask, 7, stride=1, padding=3))
     # Seeded: a fresh module with the same seed draws the same anomalies.
-    again = small_fractalad(fill_from="other", mask_dilation=1).synthesize(gray)[1]
+    again = small_fractalad(fill_from="other", mask_dilation=1, **plain).synthesize(gray)[1]
     assert torch.equal(again, mask)
 
 

@@ -19,12 +19,14 @@ from adbench.data.synthesis import (
     perlin_mask,
     perlin_noise_2d,
 )
+from adbench.data.synthesis.fractal import jitter_colors, rotate_patch
 
 GENERATORS: dict[str, Callable[..., AnomalyGenerator]] = {
     "confetti": ConfettiNoise,
     "confetti_replace_blur": lambda **kw: ConfettiNoise(mode="replace", blur_sigma=1.5, **kw),
     "confetti_add_blur": lambda **kw: ConfettiNoise(blur_sigma=1.0, **kw),
     "fractal": FractalAnomaly,
+    "fractal_public": lambda **kw: FractalAnomaly(jitter=0.2, rotation=(15, 75), noise=10 / 255, **kw),
     "perlin_smudge": PerlinSmudge,
     "cutpaste": CutPaste,
     "cutpaste_scar": lambda **kw: CutPaste(mode="scar", **kw),
@@ -184,6 +186,38 @@ def test_fractal_self_fill_is_translated_copy() -> None:
         shift = (out[:2, inside] - image[:2, inside]) * 256  # donor offset, constant over the mask
         assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-3)
         assert shift.abs().sum() > 0
+
+
+def test_fractal_patch_rotation_by_90_degrees_is_rot90_and_covers_the_square() -> None:
+    patch = torch.rand(3, 9, 9)
+    rotated, inside = rotate_patch(patch, 90.0)
+    torch.testing.assert_close(rotated, torch.rot90(patch, 1, dims=(1, 2)), atol=1e-4, rtol=0)
+    assert inside.all()
+    _, inside = rotate_patch(torch.rand(3, 21, 21), 45.0)
+    assert not inside[0, 0] and not inside[-1, -1] and inside[10, 10]  # the corners are left empty
+
+
+def test_fractal_jitter_reaches_all_three_color_changes_and_stays_in_range() -> None:
+    patch = 0.25 + 0.5 * torch.rand(3, 8, 8)
+    outcomes = [jitter_colors(patch, 0.2, gen(seed)) for seed in range(30)]
+    assert all(o.shape == patch.shape and o.min() >= 0 and o.max() <= 1 for o in outcomes)
+    channel_scaled = [o for o in outcomes if any(torch.allclose(o[c], patch[c]) for c in range(3))]
+    assert channel_scaled and len(channel_scaled) < len(outcomes)  # the two-channel change, and the others
+    assert torch.equal(jitter_colors(patch, 0.2, gen(7)), jitter_colors(patch, 0.2, gen(7)))
+
+
+def test_fractal_noise_changes_only_pixels_inside_the_mask() -> None:
+    image = textured(64, 64)
+    plain = FractalAnomaly(beta=(0.0, 0.0))
+    noisy = FractalAnomaly(beta=(0.0, 0.0), noise=0.2)
+    changed = 0
+    for seed in range(6):
+        out, mask = noisy(image, gen(seed))
+        reference, _ = plain(image, gen(seed))
+        outside = ~mask[0].bool()
+        assert torch.equal(out[:, outside], image[:, outside])
+        changed += int(not torch.equal(out, reference))
+    assert changed > 0  # noise is added half of the time
 
 
 def test_perlin_smudge_blends_source() -> None:

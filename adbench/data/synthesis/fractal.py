@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from torch import Tensor
 
 from adbench.data.synthesis.base import AnomalyGenerator, _as_range, rand, rand_int, rand_uniform
@@ -181,6 +182,15 @@ class FractalAnomaly(AnomalyGenerator):
         dilation: Square dilation of the rasterized attractor in pixels.
         closing: Square morphological closing in pixels.
         flip: Randomly flip the pasted patch horizontally / vertically.
+        jitter: Color change of the pasted patch (public FractalAD: 0.2): one of three, uniformly:
+            brightness, contrast, saturation and hue jittered by up to ``jitter`` (applied in that order);
+            brightness and contrast factors uniform in [0, 2]; or two random channels (possibly the same
+            one twice) scaled by factors uniform in [0, 2). 0 disables.
+        rotation: (min, max) degrees the patch is rotated by, about its center, without expanding it; the
+            corners the rotation leaves empty are removed from the mask (public FractalAD: (15, 75)).
+            (0, 0) disables.
+        noise: Standard deviation (image units, [0, 1] scale) of Gaussian noise, the same for every
+            channel, added inside the mask with probability 0.5 (public FractalAD: 10 / 255). 0 disables.
         tolerance: Largest per-pixel change still counted as unchanged (see ``AnomalyGenerator``).
     """
 
@@ -193,6 +203,9 @@ class FractalAnomaly(AnomalyGenerator):
         dilation: int = 3,
         closing: int = 5,
         flip: bool = True,
+        jitter: float = 0.0,
+        rotation: tuple[float, float] = (0.0, 0.0),
+        noise: float = 0.0,
         tolerance: float = 1.0 / 255.0,
     ) -> None:
         super().__init__(probability=probability, tolerance=tolerance)
@@ -209,6 +222,11 @@ class FractalAnomaly(AnomalyGenerator):
         self.dilation = int(dilation)
         self.closing = int(closing)
         self.flip = bool(flip)
+        if jitter < 0 or noise < 0:
+            raise ValueError(f"jitter and noise must be >= 0, got {jitter} and {noise}")
+        self.jitter = float(jitter)
+        self.rotation = _as_range(rotation, "rotation")
+        self.noise = float(noise)
 
     def synthesize(
         self, image: Tensor, generator: torch.Generator, source: Tensor | None
@@ -239,8 +257,59 @@ class FractalAnomaly(AnomalyGenerator):
                 patch = patch.flip(1)
             if flips[1] < 0.5:
                 patch = patch.flip(2)
+        if self.jitter > 0:
+            patch = jitter_colors(patch, self.jitter, generator)
+        if self.rotation != (0.0, 0.0):
+            patch, inside = rotate_patch(patch, rand_uniform(generator, *self.rotation))
+            mask[y0:y1, x0:x1] &= inside
         fill = image.clone()
         fill[:, y0:y1, x0:x1] = patch
         beta = rand_uniform(generator, *self.beta)
         blended = beta * image + (1.0 - beta) * fill
-        return torch.where(mask, blended, image), mask
+        out = torch.where(mask, blended, image)
+        if self.noise > 0 and rand(generator, 1).item() < 0.5:
+            noise = self.noise * torch.randn((1, H, W), generator=generator, device=generator.device)
+            out = torch.where(mask, (out + noise.to(out.device)).clamp(0, 1), out)
+        return out, mask
+
+
+def jitter_colors(patch: Tensor, strength: float, generator: torch.Generator) -> Tensor:
+    """One of FractalAD's three patch color changes, chosen uniformly (see ``FractalAnomaly.jitter``).
+
+    Args:
+        patch: (3, h, w) in [0, 1].
+        strength: jitter of brightness, contrast, saturation and hue in the first change.
+        generator: random stream.
+
+    Returns:
+        (3, h, w) in [0, 1].
+    """
+    choice = rand_int(generator, 0, 2)
+    if choice == 0:
+        for adjust in (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation):
+            patch = adjust(patch, rand_uniform(generator, max(0.0, 1 - strength), 1 + strength))
+        return TF.adjust_hue(patch, rand_uniform(generator, -min(strength, 0.5), min(strength, 0.5)))
+    if choice == 1:
+        patch = TF.adjust_brightness(patch, rand_uniform(generator, 0.0, 2.0))
+        return TF.adjust_contrast(patch, rand_uniform(generator, 0.0, 2.0))
+    scale = torch.ones(3, 1, 1, device=patch.device)
+    for channel, factor in zip(rand(generator, 2), rand(generator, 2), strict=True):
+        scale[min(int(channel * 3), 2)] = 2.0 * float(factor)
+    return (patch * scale).clamp(0, 1)
+
+
+def rotate_patch(patch: Tensor, degrees: float) -> tuple[Tensor, Tensor]:
+    """Rotates a patch about its center without expanding it.
+
+    Args:
+        patch: (C, h, w).
+        degrees: counter-clockwise angle.
+
+    Returns:
+        The rotated patch (C, h, w) (bilinear) and (h, w) bool: the pixels the rotated patch covers.
+    """
+    ones = torch.ones_like(patch[:1])
+    rotated = TF.rotate(torch.cat((patch, ones)), degrees, interpolation=TF.InterpolationMode.BILINEAR)
+    coverage = rotated[-1:]
+    # Bilinear samples at the rim mix in the zero fill: divide it out (coverage > 0.5 where used).
+    return rotated[:-1] / coverage.clamp_min(0.5), coverage[0] > 0.5

@@ -17,11 +17,12 @@ the sigmoid map, distillation off for the MVTec AD textures (carpet, grid, leath
 Choices of this implementation:
 - The anomaly generator is adbench's ``FractalAnomaly`` (IFS box sides drawn separately for height and
   width, attractor dilated 3x3 and closed 5x5, mask tightened to the pixels that changed, then dilated
-  by ``mask_dilation``). The public generator also color-jitters (one of three jitters), rotates
-  (15-75 degrees) and flips the patch, adds Gaussian noise inside the mask half of the time, applies a
-  mild color jitter to both the clean and the augmented image, keeps anomalies inside the central 80%
-  of the image (on the object for capsule, pill, screw, toothbrush, zipper) and renders denser
-  attractors (a singular-value constraint on the IFS); those are not options of ``FractalAnomaly``.
+  by ``mask_dilation``). As in the public generator the pasted patch is color-changed (one of three
+  jitters, ``fractal_jitter``), flipped, rotated by 15-75 degrees (``fractal_rotation``) and gets
+  Gaussian noise inside the mask half of the time (``fractal_noise``). Not reproduced: the public code's
+  mild color jitter of both the clean and the augmented image, anomalies kept inside the central 80% of
+  the image (on the object for capsule, pill, screw, toothbrush, zipper) and denser attractors (a
+  singular-value constraint on the IFS).
 - The validation loss uses its own generator stream, reseeded every validation epoch, so it is
   comparable across epochs and does not shift the training anomalies.
 """
@@ -90,6 +91,10 @@ class FractalAD(AnomalyModule):
         fractal_dilation: square dilation (pixels) of the rendered attractor points.
         fractal_closing: square closing (pixels) that merges the attractor's dust into blobs.
         fractal_flip: randomly flip the pasted patch.
+        fractal_jitter: color change strength of the pasted patch (``FractalAnomaly.jitter``; 0 disables).
+        fractal_rotation: (min, max) rotation of the pasted patch in degrees ((0, 0) disables).
+        fractal_noise: std of the Gaussian noise added inside the mask half of the time ([0, 1] image
+            units; 0 disables).
         anomaly_probability: chance that a training image gets an anomaly (1 in the public code).
         synthesis_seed: seed of the anomaly generator's random stream.
     """
@@ -120,6 +125,9 @@ class FractalAD(AnomalyModule):
         fractal_dilation: int = 3,
         fractal_closing: int = 5,
         fractal_flip: bool = True,
+        fractal_jitter: float = 0.2,
+        fractal_rotation: tuple[float, float] = (15.0, 75.0),
+        fractal_noise: float = 10.0 / 255.0,
         anomaly_probability: float = 1.0,
         synthesis_seed: int = 0,
     ) -> None:
@@ -153,6 +161,9 @@ class FractalAD(AnomalyModule):
             dilation=fractal_dilation,
             closing=fractal_closing,
             flip=fractal_flip,
+            jitter=fractal_jitter,
+            rotation=fractal_rotation,
+            noise=fractal_noise,
         )
         self.generator: AnomalyGenerator = _SameImage(fractal) if fill_from == "same" else fractal
         self._synthesizers: dict[str, BatchSynthesizer] = {}
