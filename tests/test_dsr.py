@@ -62,6 +62,10 @@ def test_nearest_code_matches_brute_force():
     flat, codebook = torch.randn(2000, 16, generator=generator), torch.randn(300, 16, generator=generator)
     expected = torch.cdist(flat.double(), codebook.double()).argmin(dim=1)
     assert torch.equal(nearest_code(flat, codebook), expected)
+    # The paper's 4096 codes: on a CPU the rows go in blocks of 256 (here 4 blocks, the last one partial).
+    flat, codebook = torch.randn(1000, 8, generator=generator), torch.randn(4096, 8, generator=generator)
+    expected = torch.cdist(flat.double(), codebook.double()).argmin(dim=1)
+    assert torch.equal(nearest_code(flat, codebook), expected)
 
 
 def test_ema_update_known_answer_and_straight_through_gradient():
