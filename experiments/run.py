@@ -90,7 +90,13 @@ def load_experiment(name: str, scale: str, output_dir: str | None = None, overri
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the experiment; returns 1 when a cell failed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Split at `--` first: argparse fills `name` and the `overrides` positional in one go, so overrides after
+    # `NAME --scale tiny --` would be left over as unrecognized arguments.
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     args = build_parser().parse_args(argv)
+    args.overrides = [*args.overrides, *overrides]
     from adbench.benchmark.plots import plot_category_bars
     from adbench.benchmark.runner import run_grid
 
