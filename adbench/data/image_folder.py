@@ -23,6 +23,9 @@ class ImageFolder(AnomalyDataModule):
         category: optional sub-folder of ``root`` to use instead (None: ``root`` itself).
         pattern: glob of the images relative to the folder; ``"**/*"`` takes every image at any depth.
         name: dataset name for loggers and result tables.
+        use_category: False reads ``root`` itself whatever ``category`` says (reported as category ``all``):
+            a stage that learns from every category's images (DSR stage 1 on ImageNet, or on the normals of
+            all categories) inside a benchmark cell, which sets the category of every stage.
     """
 
     def __init__(
@@ -32,12 +35,13 @@ class ImageFolder(AnomalyDataModule):
         category: str | None = None,
         pattern: str = "**/*",
         name: str = "image_folder",
+        use_category: bool = True,
         **kwargs,
     ) -> None:
         self.dataset_name = name
         self.pattern = pattern
         self._images: list[Path] | None = None
-        super().__init__(*args, root=root, category=category or "", **kwargs)
+        super().__init__(*args, root=root, category=(category or "") if use_category else "", **kwargs)
 
     @property
     def category_root(self) -> Path:
