@@ -15,7 +15,7 @@ from adbench.models.base import AnomalyModule
 # ADTRModel's constructor arguments, as named in both modules' hyper-parameters.
 MODEL_ARGS = (
     "backbone", "layers", "feature_size", "hidden_dim", "num_encoder_layers", "num_decoder_layers", "heads",
-    "mlp_dim", "dropout", "learned_queries",
+    "mlp_dim", "dropout", "learned_queries", "reconstruction",
 )  # fmt: skip
 
 

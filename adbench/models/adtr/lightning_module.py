@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor
 
@@ -33,6 +34,9 @@ class ADTR(FeatureReconstructionModule):
         mlp_dim: transformer MLP hidden size.
         dropout: transformer dropout.
         learned_queries: decoder queries are a learned embedding (False: ablation without query embedding).
+        reconstruction: ``transformer`` (the paper's ADTR), or an ablation of Sec. 4.4: ``no_attention`` (the
+            transformer's layers without attention) or ``cnn`` (3x3 convolutions instead of attention); see
+            ``ADTRModel``.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma``.
@@ -59,6 +63,7 @@ class ADTR(FeatureReconstructionModule):
         mlp_dim: int = 1024,
         dropout: float = 0.1,
         learned_queries: bool = True,
+        reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         lr_milestones: Sequence[int] = (400,),

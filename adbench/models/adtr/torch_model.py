@@ -4,16 +4,21 @@ Features of backbone stages 1-5 are resized to one grid (16x16 for 256x256 input
 (720 channels for EfficientNet-B4), projected to ``hidden_dim`` tokens, encoded by a transformer encoder and
 reconstructed by a transformer decoder whose queries are a learned embedding (one query per grid cell).
 The learned queries keep the model from learning an identity shortcut (paper Sec. 3.2).
+``reconstruction`` selects the ablations of Sec. 4.4 (the transformer without attention, a CNN); see
+``adbench.models.adtr.ablation_layers``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from adbench.errors import ConfigError
+from adbench.models.adtr.ablation_layers import ConvLayer, MLPLayer
 from adbench.models.components.backbone import FeatureExtractor
 from adbench.models.components.feature_pyramid import resize_and_concat
 from adbench.models.components.position import sine_position_embedding
@@ -108,8 +113,16 @@ class ADTRModel(nn.Module):
         mlp_dim: MLP hidden size.
         dropout: dropout rate.
         learned_queries: decoder queries are a learned embedding (ADTR); False feeds the encoder output as
-            queries (the "without query embedding" ablation).
+            queries (the "without query embedding" ablation). Only used by ``reconstruction: transformer``.
+        reconstruction: the reconstruction net between the 1x1 input and output projections (paper Sec. 4.4
+            ablation). ``transformer``: ADTR's encoder-decoder (the paper's model). ``no_attention``: the same
+            layers with their attention removed (post-norm residual MLPs on each feature vector alone, no
+            query embedding). ``cnn``: a CNN of the same depth (encoder + decoder layers), width and block
+            layout whose token mixing is a 3x3 convolution instead of attention. Both ablations keep the
+            ``encoder`` / ``decoder`` module lists (their layers run one after the other).
     """
+
+    RECONSTRUCTIONS = ("transformer", "no_attention", "cnn")
 
     def __init__(
         self,
@@ -125,8 +138,14 @@ class ADTRModel(nn.Module):
         mlp_dim: int = 1024,
         dropout: float = 0.1,
         learned_queries: bool = True,
+        reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
     ) -> None:
         super().__init__()
+        if reconstruction not in self.RECONSTRUCTIONS:
+            raise ConfigError(
+                f"reconstruction must be one of {', '.join(self.RECONSTRUCTIONS)}, got {reconstruction!r}"
+            )
+        self.reconstruction = reconstruction
         self.backbone = FeatureExtractor(backbone, layers, pretrained=pretrained, weights_path=weights_path)
         self.feature_size = feature_size
         channels = sum(self.backbone.channels)
@@ -136,13 +155,16 @@ class ADTRModel(nn.Module):
         self.register_buffer(
             "pos_embed", sine_position_embedding(feature_size, feature_size, hidden_dim), persistent=False
         )
-        self.encoder = nn.ModuleList(
-            EncoderLayer(hidden_dim, heads, mlp_dim, dropout) for _ in range(num_encoder_layers)
-        )
-        self.decoder = nn.ModuleList(
-            DecoderLayer(hidden_dim, heads, mlp_dim, dropout) for _ in range(num_decoder_layers)
-        )
-        self.query_embed = nn.Parameter(torch.empty(tokens, hidden_dim)) if learned_queries else None
+        if reconstruction == "transformer":
+            encoder = [EncoderLayer(hidden_dim, heads, mlp_dim, dropout) for _ in range(num_encoder_layers)]
+            decoder = [DecoderLayer(hidden_dim, heads, mlp_dim, dropout) for _ in range(num_decoder_layers)]
+        else:
+            layer = MLPLayer if reconstruction == "no_attention" else ConvLayer
+            encoder = [layer(hidden_dim, mlp_dim, dropout) for _ in range(num_encoder_layers)]
+            decoder = [layer(hidden_dim, mlp_dim, dropout) for _ in range(num_decoder_layers)]
+        self.encoder, self.decoder = nn.ModuleList(encoder), nn.ModuleList(decoder)
+        use_queries = learned_queries and reconstruction == "transformer"
+        self.query_embed = nn.Parameter(torch.empty(tokens, hidden_dim)) if use_queries else None
         if self.query_embed is not None:
             nn.init.normal_(self.query_embed, std=0.02)
         for module in [self.input_proj, self.output_proj, *self.encoder, *self.decoder]:
@@ -162,6 +184,10 @@ class ADTRModel(nn.Module):
         """Args: features (B, C, h, w). Returns: their reconstruction (B, C, h, w)."""
         batch, channels, height, width = features.shape
         tokens = self.input_proj(features.flatten(2).transpose(1, 2))  # (B, h*w, D)
+        if self.reconstruction != "transformer":
+            for layer in [*self.encoder, *self.decoder]:
+                tokens = layer(tokens, height, width)
+            return self.output_proj(tokens).transpose(1, 2).reshape(batch, channels, height, width)
         pos = self.pos_embed
         memory = tokens
         for layer in self.encoder:

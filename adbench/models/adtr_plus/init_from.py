@@ -17,7 +17,7 @@ ACCEPTED_MODELS = ("adtr", "adtr_plus")
 #: Hyper-parameters that fix the shapes of ``ADTRModel``; they must agree with the checkpoint's.
 ARCHITECTURE_KEYS = (
     "backbone", "layers", "feature_size", "hidden_dim", "num_encoder_layers", "num_decoder_layers", "heads",
-    "mlp_dim", "learned_queries",
+    "mlp_dim", "learned_queries", "reconstruction",
 )  # fmt: skip
 
 

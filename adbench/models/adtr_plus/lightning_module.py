@@ -71,6 +71,9 @@ class ADTRPlus(FeatureReconstructionModule):
         mlp_dim: transformer MLP hidden size.
         dropout: transformer dropout.
         learned_queries: decoder queries are a learned embedding.
+        reconstruction: ``transformer`` (the paper's ADTR), or an ablation of Sec. 4.4: ``no_attention`` (the
+            transformer's layers without attention) or ``cnn`` (3x3 convolutions instead of attention); see
+            ``ADTRModel``.
         init_from: a normal-only ADTR checkpoint (``last.ckpt`` of ``adbench fit`` with an ADTR config) whose
             weights start the training; null trains from scratch (with a warning).
         anomaly_source: ``confetti``: synthesize confetti noise on a fraction of each batch's normal images
@@ -109,6 +112,7 @@ class ADTRPlus(FeatureReconstructionModule):
         mlp_dim: int = 1024,
         dropout: float = 0.1,
         learned_queries: bool = True,
+        reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
         init_from: str | None = None,
         anomaly_source: Literal["confetti", "data"] = "confetti",
         synthetic_fraction: float = 0.5,
