@@ -37,6 +37,11 @@ class AnomalyDataModule(LightningDataModule):
         seed: seed of the validation split and of the training shuffle (resumed fits shuffle alike).
         train_augmentations: albumentations transforms applied to training images only, e.g.
             ``[{class_path: albumentations.HorizontalFlip, init_args: {p: 0.5}}]``.
+        held_out_anomalies: anomalous test images (of this category, with their masks) taken out of the test
+            split and never evaluated on: drawn with ``seed``, spread over the defect types (one of each type
+            in turn). Give every model of a comparison the same value so that all are tested on the same images.
+        train_on_held_out: add the held-out anomalies to the training split as labelled anomalies (ADTR+'s
+            anomaly-available case with real defects); False only removes them from the test split.
     """
 
     dataset_name: str = "dataset"
@@ -56,6 +61,8 @@ class AnomalyDataModule(LightningDataModule):
         val_split: float = 0.1,
         seed: int = 0,
         train_augmentations: list[A.BasicTransform] | None = None,
+        held_out_anomalies: int = 0,
+        train_on_held_out: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -72,6 +79,10 @@ class AnomalyDataModule(LightningDataModule):
         self.val_split = val_split
         self.seed = seed
         self.train_augmentations = list(train_augmentations or [])
+        if held_out_anomalies < 0:
+            raise DataError(f"held_out_anomalies must be >= 0, got {held_out_anomalies}")
+        self.held_out_anomalies = held_out_anomalies
+        self.train_on_held_out = train_on_held_out
         self._datasets: dict[str, AnomalyDataset] = {}
         self._check_category()
 
@@ -133,6 +144,38 @@ class AnomalyDataModule(LightningDataModule):
         """Training samples; by default the normal ones (subclasses may add labelled anomalies)."""
         return [s for s in self.list_samples("train") if s.label == 0]
 
+    def _hold_out(self, test: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+        """Splits ``held_out_anomalies`` anomalous samples off ``test``: (remaining test, held out).
+
+        Each defect type's anomalies are shuffled with ``seed``; the types then give one image each in turn
+        (in name order) until ``held_out_anomalies`` are taken.
+
+        Raises:
+            DataError: the test split has fewer anomalies than ``held_out_anomalies``, or would keep none.
+        """
+        if self.held_out_anomalies == 0:
+            return test, []
+        anomalies = [s for s in test if s.label == 1]
+        if self.held_out_anomalies >= len(anomalies):
+            raise DataError(
+                f"held_out_anomalies={self.held_out_anomalies} but the test split under {self.category_root} has "
+                f"{len(anomalies)} anomalous images; hold out fewer so that some remain to evaluate on"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        queues = []
+        for defect in sorted({s.defect for s in anomalies}):
+            of_defect = [s for s in anomalies if s.defect == defect]
+            queues.append(
+                [of_defect[i] for i in torch.randperm(len(of_defect), generator=generator).tolist()]
+            )
+        held: list[Sample] = []
+        while len(held) < self.held_out_anomalies:
+            for queue in queues:
+                if queue and len(held) < self.held_out_anomalies:
+                    held.append(queue.pop(0))
+        taken = {s.image_path for s in held}
+        return [s for s in test if s.image_path not in taken], held
+
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
@@ -143,7 +186,10 @@ class AnomalyDataModule(LightningDataModule):
             raise DataError(f"no normal training images found under {self.category_root}; the split is empty")
         train, val = self._split_train_val(normals)
         train += [s for s in train_all if s.label == 1]
-        test = self.list_samples("test")
+        test, held_out = self._hold_out(self.list_samples("test"))
+        if self.train_on_held_out:
+            check_mask_sizes(held_out)
+            train += held_out
         if stage in (None, "test", "predict") and not test:
             raise DataError(f"no test images found under {self.category_root}; the split is empty")
         check_mask_sizes(test)

@@ -208,6 +208,11 @@ class CIFAR10OneClass(AnomalyDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
+        if self.held_out_anomalies:
+            raise ConfigError(
+                "CIFAR10OneClass does not support held_out_anomalies (its test anomalies are images of the other "
+                "classes); use auxiliary_anomalies for labelled training anomalies"
+            )
         train_images, train_classes = self._load(CIFAR10, train=True)
         test_images, test_classes = self._load(CIFAR10, train=False)
         c = self.normal_class
