@@ -104,7 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = run_grid(grid, launcher=args.launcher)
     plot_category_bars(frame, grid.results_dir)
     print(f"results: {grid.results_dir}/summary.md (runs.csv, bars_*.png)")
+    report_failures(frame)
     return int((frame["status"] != "ok").any())
+
+
+def report_failures(frame) -> None:
+    """Prints each distinct error of the failed cells once (stderr), with how many cells it stopped."""
+    failed = frame[frame["status"] != "ok"]
+    if failed.empty:
+        return
+    messages = failed["error"].fillna("").astype(str).str.replace(r" \(log: [^)]*\)$", "", regex=True)
+    print(f"{len(failed)} of {len(frame)} cells failed:", file=sys.stderr)
+    for message, count in messages.value_counts(sort=False).items():
+        print(f"  {count} x {message or 'unknown error'}", file=sys.stderr)
+    logs = failed["error"].astype(str).str.extract(r"\(log: ([^)]*)\)$")[0].dropna()
+    if not logs.empty:
+        print(f"  tracebacks: {Path(logs.iloc[0]).parent}/", file=sys.stderr)
 
 
 if __name__ == "__main__":
