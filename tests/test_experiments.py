@@ -44,9 +44,14 @@ def test_identity_shortcut_toy_tiny(tmp_path):
 
 def test_identity_shortcut_ablation_grid(monkeypatch):
     monkeypatch.chdir(ROOT)  # run configs are relative to the repository root
-    grid = load_grid(SHORTCUT / "ablation_demo.yaml")
-    assert {cell.label for cell in grid.cells} == {"adtr", "adtr-no-query"}
+    grid = load_grid(SHORTCUT / "demo.yaml")
+    assert {cell.label for cell in grid.cells} == {"adtr", "adtr-no-attention", "adtr-no-query", "cnn"}
     assert {cell.category for cell in grid.cells} == {"brick", "coin"}
-    no_query = [cell for cell in grid.cells if cell.label == "adtr-no-query"]
-    assert all(cell.args == ("--model.init_args.learned_queries=false",) for cell in no_query)
-    assert grid.results_dir == Path("experiments/adtr_identity_shortcut/results/ablation_demo")
+    args = {cell.label: cell.args for cell in grid.cells}
+    assert args == {
+        "adtr": (),
+        "adtr-no-attention": ("--model.init_args.reconstruction=no_attention",),
+        "adtr-no-query": ("--model.init_args.learned_queries=false",),
+        "cnn": ("--model.init_args.reconstruction=cnn",),
+    }
+    assert grid.results_dir == Path("experiments/adtr_identity_shortcut/results/demo")
