@@ -144,6 +144,11 @@ def test_multi_stage_cell_chains_init_from(tmp_path, monkeypatch):
     assert [a[2] for a in seen] == ["a.yaml", "b.yaml", "c.yaml"]
     assert all("--x=1" in a and "--seed_everything=3" in a for a in seen)
     assert not any("init_from" in a for a in seen[0])
+    # earlier stages fit in their own folder, the final stage in the cell's (its checkpoints/ is the cell's)
+    roots = [next(x for x in a if x.startswith("--trainer.default_root_dir=")) for a in seen]
+    assert roots == [
+        f"--trainer.default_root_dir={d}" for d in (tmp_path / "stage0", tmp_path / "stage1", tmp_path)
+    ]
     assert f"--model.init_args.init_from={tmp_path / 'stage0' / 'stage0_final.ckpt'}" in seen[1]
     assert f"--model.init_args.init_from={tmp_path / 'stage1' / 'stage1_final.ckpt'}" in seen[2]
     assert row["model"] == "m2" and row["seed"] == 3

@@ -40,13 +40,18 @@ def run_cell(cell: Cell, root_dir: Path) -> dict[str, Any]:
     previous: Path | None = None
     cli = None
     stage_seconds: list[float] = []
+    last = len(cell.stages) - 1
     for number, stage in enumerate(cell.stages):
+        # Earlier stages of a chain get their own folder: without a logger they would share root_dir's
+        # checkpoints/ with the final stage (last.ckpt, then last-v1.ckpt), and `--ckpt_path last` or a
+        # reader of root_dir/checkpoints/last.ckpt would pick up an earlier stage's weights.
+        stage_root = root_dir if number == last else root_dir / f"stage{number}"
         args = [
             "fit",
             "--config", stage,
             f"--data.init_args.category={cell.category}",
             f"--seed_everything={cell.seed}",
-            f"--trainer.default_root_dir={root_dir}",
+            f"--trainer.default_root_dir={stage_root}",
             *cell.args,
         ]  # fmt: skip
         if previous is not None:
@@ -54,11 +59,11 @@ def run_cell(cell: Cell, root_dir: Path) -> dict[str, Any]:
         try:
             cli = cli_class(args=args)
             stage_seconds.append(float(getattr(cli.model, "train_seconds", 0.0)))
-            if number < len(cell.stages) - 1:
-                previous = Path(cli.trainer.log_dir or root_dir) / f"stage{number}_final.ckpt"
+            if number < last:
+                previous = Path(cli.trainer.log_dir or stage_root) / f"stage{number}_final.ckpt"
                 cli.trainer.save_checkpoint(previous)
         finally:
-            if number < len(cell.stages) - 1:
+            if number < last:
                 finish_wandb()
     try:
         cli.model.train_seconds = sum(stage_seconds)
