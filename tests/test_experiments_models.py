@@ -21,7 +21,7 @@ EXPERIMENTS = ROOT / "experiments"
 METRICS = ["image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP"]
 LABELS = {
     "intra_position_embedding": {"local-L7", "global-L7", "paper-L5", "paper-L9"},
-    "fractalad_kd": {"kd", "no-kd"},
+    "fractalad_kd": {"kd", "no-kd", "random-teacher"},
     "dsr_stages": {"general-s2", "general-s3", "own-s3"},
 }
 
@@ -112,11 +112,12 @@ def test_intra_position_embedding_tiny(tmp_path, demo_root, monkeypatch):
 def test_fractalad_kd_tiny(tmp_path, demo_root, monkeypatch):
     runs = _run_tiny("fractalad_kd", tmp_path, demo_root, monkeypatch)
     assert set(zip(runs["variant"], runs["category"], strict=True)) == {
-        (v, c) for v in ("kd", "no-kd") for c in ("brick", "coin")
+        (v, c) for v in ("kd", "no-kd", "random-teacher") for c in ("brick", "coin")
     }
     for row in runs.itertuples():
         hparams = _hparams(row.run_dir)
-        assert hparams["use_kd"] == (row.variant == "kd")
+        assert hparams["use_kd"] == (row.variant != "no-kd")
+        assert hparams["pretrained"] == (row.variant != "random-teacher")
         assert hparams["weight_decay"] == pytest.approx(1e-3)  # pinned: only distillation differs
 
 
