@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from adbench.benchmark.grid import load_grid
 from adbench.cli import main as cli_main
 from adbench.data.base import AnomalyDataModule
+from tests.experiment_helpers import (
+    EXPERIMENTS,
+    ROOT,
+    cell_hparams,
+    check_grids,
+    experiments_runner,
+    run_tiny,
+)
 from tests.test_adtr_plus import make_fake_cifar
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "experiments"
 IMAGE_METRICS = ["image_AUROC", "image_F1max"]
 PIXEL_METRICS = ["pixel_AUROC", "pixel_AUPRO", "pixel_AP"]
 LABELS = {
@@ -26,50 +30,20 @@ LABELS = {
 }
 
 
-def _runner():
-    spec = importlib.util.spec_from_file_location("experiments_run", EXPERIMENTS / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_tiny(name: str, out: Path, overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
-    """Runs ``experiments/<name>/tiny.yaml`` through run.py's ``main``; returns runs.csv after checking it."""
-    monkeypatch.chdir(ROOT)  # grids name their configs relative to the repository root
-    code = _runner().main([name, "--scale", "tiny", "--output-dir", str(out), "--", *overrides])
-    runs = pd.read_csv(out / "tiny" / "runs.csv")
-    assert code == 0, runs[["variant", "category", "error"]].to_string()
-    assert (runs["status"] == "ok").all()
-    assert len(runs) == len(load_grid(EXPERIMENTS / name / "tiny.yaml").cells)
-    assert set(runs["variant"]) == LABELS[name]
-    pixel = name != "cifar10_one_class"  # CIFAR has image labels only
-    for metric in IMAGE_METRICS + (PIXEL_METRICS if pixel else []):
-        values = runs[metric].astype(float)
-        assert values.between(0.0, 1.0).all(), (metric, values.tolist())
+    """``run_tiny`` with this file's labels; CIFAR has image labels only, so its pixel metrics stay empty."""
+    pixel = name != "cifar10_one_class"
+    runs = run_tiny(
+        name, out, overrides, LABELS[name], IMAGE_METRICS + (PIXEL_METRICS if pixel else []), monkeypatch
+    )
     if not pixel:
         assert runs[PIXEL_METRICS].isna().all().all()
-    summary = (out / "tiny" / "summary.md").read_text()
-    assert all(label in summary for label in LABELS[name])
-    assert (out / "tiny" / "bars_image_AUROC.png").stat().st_size > 0
     return runs
-
-
-def _hparams(run_dir: str) -> dict:
-    """Hyper-parameters of the model a cell tested (its last checkpoint; the cells run without a logger)."""
-    path = Path(run_dir) / "checkpoints" / "last.ckpt"
-    return torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))
 def test_grids_of_every_scale_load_with_the_same_variants(name, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    for scale in ("tiny", "demo", "paper"):
-        grid = load_grid(EXPERIMENTS / name / f"{scale}.yaml")
-        assert {cell.label for cell in grid.cells} == LABELS[name], scale
-        assert grid.output_dir == Path(f"experiments/{name}/results")
-        assert grid.name == scale
-    readme = (EXPERIMENTS / name / "README.md").read_text()
-    assert "Results (demo scale)" in readme and "--scale paper" in readme
+    check_grids(name, LABELS[name], monkeypatch)
 
 
 def test_cifar_grids_cover_all_ten_classes(monkeypatch):
@@ -97,7 +71,7 @@ def test_adtr_identity_shortcut_tiny(tmp_path, demo_root, monkeypatch):
     runs = _run_tiny("adtr_identity_shortcut", tmp_path, [f"--data.init_args.root={demo_root}"], monkeypatch)
     seen = {}
     for row in runs.itertuples():
-        hparams = _hparams(row.run_dir)
+        hparams = cell_hparams(row.run_dir)
         seen[row.variant] = (hparams["reconstruction"], hparams["learned_queries"])
     assert seen == {
         "adtr": ("transformer", True),
@@ -126,8 +100,8 @@ def test_adtr_plus_anomaly_sources_tiny(tmp_path, demo_root, monkeypatch):
     assert {row.variant: str(row.stage_train_s).count(";") + 1 for row in runs.itertuples()} == {
         "adtr": 1, "adtr-plus-confetti": 2, "adtr-plus-real": 2,
     }  # fmt: skip
-    real = _hparams(runs.set_index("variant").loc["adtr-plus-real", "run_dir"])
-    confetti = _hparams(runs.set_index("variant").loc["adtr-plus-confetti", "run_dir"])
+    real = cell_hparams(runs.set_index("variant").loc["adtr-plus-real", "run_dir"])
+    confetti = cell_hparams(runs.set_index("variant").loc["adtr-plus-confetti", "run_dir"])
     assert real["anomaly_source"] == "data" and confetti["anomaly_source"] == "confetti"
     # every arm tests on the same images; only the real arm's ADTR+ stage trains on the 4 held-out anomalies
     (test,) = {test for _, test, _ in setups}
@@ -147,14 +121,14 @@ def test_cifar10_one_class_tiny(tmp_path, monkeypatch):
     }
     for row in runs.itertuples():
         assert row.dataset == "cifar10"
-        hparams = _hparams(row.run_dir)
+        hparams = cell_hparams(row.run_dir)
         assert hparams.get("anomaly_source", "none") == ("data" if row.variant == "adtr-plus" else "none")
 
 
 def test_cifar10_one_class_without_data_says_where_and_how(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     empty = tmp_path / "no_cifar"
-    code = _runner().main(
+    code = experiments_runner().main(
         ["cifar10_one_class", "--scale", "tiny", "--output-dir", str(tmp_path / "out"), "--",
          f"--data.init_args.root={empty}"]
     )  # fmt: skip

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from adbench.benchmark.grid import load_grid
 from adbench.cli import main as cli_main
 from adbench.data.image_folder import ImageFolder
 from tests.conftest import make_mvtec_tree
+from tests.experiment_helpers import (
+    EXPERIMENTS,
+    cell_hparams,
+    check_grids,
+    run_tiny,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "experiments"
 METRICS = ["image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1max", "pixel_AP"]
 LABELS = {
     "intra_position_embedding": {"local-L7", "global-L7", "paper-L5", "paper-L9"},
@@ -26,52 +28,16 @@ LABELS = {
 }
 
 
-def _runner():
-    spec = importlib.util.spec_from_file_location("experiments_run", EXPERIMENTS / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_tiny(name: str, out: Path, demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
-    """Runs ``experiments/<name>/tiny.yaml`` through run.py's ``main``; returns runs.csv after checking it."""
-    monkeypatch.chdir(ROOT)  # grids name their configs relative to the repository root
-    code = _runner().main(
-        [name, "--scale", "tiny", "--output-dir", str(out), "--", f"--data.init_args.root={demo_root}"]
-    )
-    runs = pd.read_csv(out / "tiny" / "runs.csv")
-    assert code == 0, runs[["variant", "category", "error"]].to_string()
-    assert (runs["status"] == "ok").all()
-    assert len(runs) == len(load_grid(EXPERIMENTS / name / "tiny.yaml").cells)
-    assert set(runs["variant"]) == LABELS[name]
-    for metric in METRICS:
-        values = runs[metric].astype(float)
-        assert values.between(0.0, 1.0).all(), (metric, values.tolist())
-    summary = (out / "tiny" / "summary.md").read_text()
-    assert all(label in summary for label in LABELS[name])
-    assert (out / "tiny" / "bars_image_AUROC.png").stat().st_size > 0
-    return runs
-
-
-def _hparams(run_dir: str) -> dict:
-    """Hyperparameters of the model a cell tested (its last checkpoint; the cells run without a logger)."""
-    checkpoint = torch.load(
-        Path(run_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
-    )
-    return checkpoint["hyper_parameters"]
+    """``run_tiny`` on the demo tree at ``demo_root`` with this file's labels and metrics."""
+    return run_tiny(name, out, [f"--data.init_args.root={demo_root}"], LABELS[name], METRICS, monkeypatch)
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))
 def test_grids_of_every_scale_load_with_the_same_variants(name, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    for scale in ("tiny", "demo", "paper"):
-        grid = load_grid(EXPERIMENTS / name / f"{scale}.yaml")
-        assert {cell.label for cell in grid.cells} == LABELS[name], scale
-        assert grid.output_dir == Path(f"experiments/{name}/results")
-        assert grid.name == scale
+    check_grids(name, LABELS[name], monkeypatch)
     demo = load_grid(EXPERIMENTS / name / "demo.yaml")
     assert 2 <= len({cell.category for cell in demo.cells}) <= 4
-    assert "Results (demo scale)" in (EXPERIMENTS / name / "README.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -104,7 +70,7 @@ def test_intra_position_embedding_tiny(tmp_path, demo_root, monkeypatch):
     }
     seen = {}
     for row in runs.itertuples():
-        hparams = _hparams(row.run_dir)
+        hparams = cell_hparams(row.run_dir)
         seen[(row.variant, row.category)] = (hparams["position_embedding"], hparams["window_size"])
     assert seen == expected
 
@@ -115,7 +81,7 @@ def test_fractalad_kd_tiny(tmp_path, demo_root, monkeypatch):
         (v, c) for v in ("kd", "no-kd", "random-teacher") for c in ("brick", "coin")
     }
     for row in runs.itertuples():
-        hparams = _hparams(row.run_dir)
+        hparams = cell_hparams(row.run_dir)
         assert hparams["use_kd"] == (row.variant != "no-kd")
         assert hparams["pretrained"] == (row.variant != "random-teacher")
         assert hparams["weight_decay"] == pytest.approx(1e-3)  # pinned: only distillation differs
