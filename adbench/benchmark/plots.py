@@ -36,8 +36,14 @@ def plot_category_bars(frame: pd.DataFrame, folder: Path) -> list[Path]:
         axis.set_xticks(range(len(table)), labels, rotation=45, ha="right")
         axis.set_ylabel(f"{metric} (%)")
         axis.set_ylim(0, 100)
-        axis.legend(fontsize="small", ncols=2)
-        axis.set_title(metric)
+        # above the axes (in the title's place: the y label names the metric), so no bar hides under it
+        axis.legend(
+            fontsize="small",
+            ncols=min(4, len(table.columns)),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            frameon=False,
+        )
         fig.tight_layout()
         path = folder / f"bars_{metric}.png"
         fig.savefig(path, dpi=110)
