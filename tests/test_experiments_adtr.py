@@ -82,9 +82,8 @@ def test_adtr_identity_shortcut_tiny(tmp_path, demo_root, monkeypatch):
 
 
 def test_adtr_plus_anomaly_sources_tiny(tmp_path, demo_root, monkeypatch):
-    setups: set[tuple[bool, frozenset[str], frozenset[str]]] = (
-        set()
-    )  # (train_on_held_out, test, trained anomalies)
+    # one (train_on_held_out, test images, trained anomalies) per datamodule set up
+    setups: set[tuple[bool, frozenset[str], frozenset[str]]] = set()
     setup = AnomalyDataModule.setup
 
     def spy(self: AnomalyDataModule, stage: str | None = None) -> None:
