@@ -253,6 +253,19 @@ def test_cells_in_separate_processes_and_as_submitit_jobs(tmp_path, launcher):
     assert 0 <= frame["image_AUROC"].iloc[0] <= 1 and frame["model"].iloc[0] == "adtr"
 
 
+def test_cell_processes_get_a_gpu_each_or_a_share_of_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 16)
+    assert runner.cell_environment(3, 4, cuda_devices=4)["CUDA_VISIBLE_DEVICES"] == "3"
+    assert "OMP_NUM_THREADS" not in runner.cell_environment(3, 4, cuda_devices=4)
+    cpu = runner.cell_environment(1, 4, cuda_devices=0)
+    assert cpu["OMP_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in cpu
+    assert runner.cell_environment(0, 32, cuda_devices=0)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice wins
+    assert runner.cell_environment(0, 4, cuda_devices=0)["OMP_NUM_THREADS"] == "2"
+
+
 @pytest.mark.parametrize("path", sorted(Path("configs").glob("benchmark*.yaml")), ids=lambda p: p.stem)
 def test_every_benchmark_config_loads_with_valid_categories(path):
     from adbench.data import MVTEC_AD_CATEGORIES

@@ -22,7 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         "process; processes: one process per GPU; submitit: each cell a SLURM job (pip install 'adbench[slurm]')",
     )
     parser.add_argument(
-        "--gpus", type=int, default=None, help="GPUs used by the processes launcher (default: all)"
+        "--gpus",
+        type=int,
+        default=None,
+        help="processes launcher: how many cells run at once, one per GPU (default: all visible GPUs); on a "
+        "CPU-only machine, that many cell processes share the cores (each gets cores/N threads unless "
+        "OMP_NUM_THREADS is set)",
     )
     parser.add_argument("--slurm_partition", default=None, help="submitit: SLURM partition")
     parser.add_argument(

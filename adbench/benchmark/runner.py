@@ -103,16 +103,27 @@ def _run_in_process(run: GridRun, cells: list[Cell], announce: Callable[[Cell], 
         run.record(cell, row)
 
 
-def _run_subprocess(run: GridRun, cell: Cell, gpu: int | None) -> dict[str, Any]:
-    """Runs a cell in a fresh Python process (pinned to one GPU); returns its row."""
+def cell_environment(slot: int, slots: int, cuda_devices: int) -> dict[str, str]:
+    """The environment of a cell process started in one of ``slots`` parallel slots.
+
+    With GPUs the slot is a GPU index (``CUDA_VISIBLE_DEVICES``). On a CPU-only machine the slots share the
+    cores: each process gets ``cores // slots`` threads (``OMP_NUM_THREADS``) unless the user set it.
+    """
+    env = dict(os.environ)
+    if cuda_devices:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot)
+    elif "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // slots))
+    return env
+
+
+def _run_subprocess(run: GridRun, cell: Cell, env: dict[str, str]) -> dict[str, Any]:
+    """Runs a cell in a fresh Python process with ``env`` (e.g. pinned to one GPU); returns its row."""
     work = run.dir / "cells" / run.error_log(cell).stem
     work.mkdir(parents=True, exist_ok=True)
     spec, result = work / "spec.json", work / "result.json"
     result.unlink(missing_ok=True)
     write_spec(cell, run.cell_dir(cell), spec)
-    env = dict(os.environ)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     with open(work / "output.log", "w") as output:
         code = subprocess.call(
             [sys.executable, "-m", "adbench.benchmark.cell", str(spec), str(result)],
@@ -124,21 +135,25 @@ def _run_subprocess(run: GridRun, cell: Cell, gpu: int | None) -> dict[str, Any]
     return _failure_row(cell, f"cell process exited with {code}\n{tail}", run.error_log(cell))
 
 
-def _run_on_gpus(run: GridRun, cells: list[Cell], gpus: int, announce: Callable[[Cell], None]) -> None:
-    free = list(range(gpus))
+def _run_in_slots(run: GridRun, cells: list[Cell], slots: int, announce: Callable[[Cell], None]) -> None:
+    """Runs ``slots`` cell processes at a time: one per GPU, or sharing the cores of a CPU-only machine."""
+    import torch
+
+    cuda_devices = torch.cuda.device_count()
+    free = list(range(slots))
     lock = threading.Lock()
 
     def work(cell: Cell) -> None:
         with lock:
-            gpu = free.pop()
+            slot = free.pop()
         try:
             announce(cell)
-            run.record(cell, _run_subprocess(run, cell, gpu))
+            run.record(cell, _run_subprocess(run, cell, cell_environment(slot, slots, cuda_devices)))
         finally:
             with lock:
-                free.append(gpu)
+                free.append(slot)
 
-    with ThreadPoolExecutor(max_workers=gpus) as pool:
+    with ThreadPoolExecutor(max_workers=slots) as pool:
         list(pool.map(work, cells))
 
 
@@ -176,7 +191,8 @@ def run_grid(
         grid: the benchmark.
         launcher: ``auto`` (one process per GPU when several GPUs are visible, else in-process),
             ``inprocess``, ``processes`` (one process per GPU) or ``submitit`` (each cell a SLURM job).
-        gpus: how many GPUs to use with ``processes`` (default: all visible).
+        gpus: how many cells ``processes`` runs at once: one per GPU (default: all visible GPUs); on a
+            CPU-only machine, that many processes share the cores.
         slurm: submitit executor parameters (e.g. ``slurm_partition``, ``timeout_min``, ``gpus_per_node``;
             ``cluster: local`` runs the jobs as local processes).
 
@@ -188,11 +204,10 @@ def run_grid(
     total = len(grid.cells)
     numbers = {c.key: i for i, c in enumerate(grid.cells, start=1)}
 
-    def announce(cell: Cell) -> None:
-        print(
-            f"[{numbers[cell.key]}/{total}] {cell.config} category={cell.category} seed={cell.seed}",
-            flush=True,
-        )
+    def announce(cell: Cell) -> None:  # one write per line: cells in parallel slots announce concurrently
+        line = f"[{numbers[cell.key]}/{total}] {cell.config} category={cell.category} seed={cell.seed}\n"
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
     if not cells:
         print(f"all {total} cells of {grid.name} are done; delete {run.runs_path} to run them again")
@@ -208,7 +223,7 @@ def run_grid(
     elif launcher == "processes":
         import torch
 
-        _run_on_gpus(run, cells, max(1, gpus or torch.cuda.device_count() or 1), announce)
+        _run_in_slots(run, cells, max(1, gpus or torch.cuda.device_count() or 1), announce)
     elif launcher == "submitit":
         _run_submitit(run, cells, dict(slurm or {}), announce)
     else:
