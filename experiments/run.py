@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="as in `adbench benchmark`: auto runs one process per GPU when several are visible",
     )
     parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="as in `adbench benchmark`: cells the processes launcher runs at once (one per GPU; on a CPU-only "
+        "machine, processes sharing the cores)",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         help="after `--`: command-line overrides appended to every cell (e.g. --data.init_args.root=DIR)",
@@ -101,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from adbench.benchmark.runner import run_grid
 
     grid = load_experiment(args.name, args.scale, args.output_dir, args.overrides)
-    frame = run_grid(grid, launcher=args.launcher)
+    frame = run_grid(grid, launcher=args.launcher, gpus=args.gpus)
     plot_category_bars(frame, grid.results_dir)
     print(f"results: {grid.results_dir}/summary.md (runs.csv, bars_*.png)")
     report_failures(frame)
