@@ -35,6 +35,8 @@ def experiment_names() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adbench.benchmark.commands import add_launcher_options
+
     parser = argparse.ArgumentParser(
         prog="python experiments/run.py",
         description="Run one experiment (a benchmark grid per scale in experiments/<name>/) and write its "
@@ -52,19 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", default=None, help="write results here instead of the grid's output_dir"
     )
-    parser.add_argument(
-        "--launcher",
-        choices=["auto", "inprocess", "processes", "submitit"],
-        default="auto",
-        help="as in `adbench benchmark`: auto runs one process per GPU when several are visible",
-    )
-    parser.add_argument(
-        "--gpus",
-        type=int,
-        default=None,
-        help="as in `adbench benchmark`: cells the processes launcher runs at once (one per GPU; on a CPU-only "
-        "machine, processes sharing the cores)",
-    )
+    add_launcher_options(parser)
     parser.add_argument(
         "overrides",
         nargs="*",

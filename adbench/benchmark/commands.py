@@ -6,14 +6,8 @@ import argparse
 from collections.abc import Sequence
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adbench benchmark",
-        description="Fit and test every config x category x seed of a benchmark file. Results go to "
-        "<output_dir>/<name>/: runs.csv, summary.md, plots (PNG), errors/ (a traceback per failed cell); each cell's logs, checkpoints and anomaly-map panels go where its config's loggers point (runs.csv's run_dir column). "
-        "Rerunning skips finished cells and retries failed or interrupted ones.",
-    )
-    parser.add_argument("--config", required=True, help="benchmark YAML (see configs/benchmark_demo.yaml)")
+def add_launcher_options(parser: argparse.ArgumentParser) -> None:
+    """``--launcher`` and ``--gpus``: how the cells of a grid run (also used by ``experiments/run.py``)."""
     parser.add_argument(
         "--launcher",
         choices=["auto", "inprocess", "processes", "submitit"],
@@ -29,6 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU-only machine, that many cell processes share the cores (each gets cores/N threads unless "
         "OMP_NUM_THREADS is set)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adbench benchmark",
+        description="Fit and test every config x category x seed of a benchmark file. Results go to "
+        "<output_dir>/<name>/: runs.csv, summary.md, plots (PNG), errors/ (a traceback per failed cell); each cell's logs, checkpoints and anomaly-map panels go where its config's loggers point (runs.csv's run_dir column). "
+        "Rerunning skips finished cells and retries failed or interrupted ones.",
+    )
+    parser.add_argument("--config", required=True, help="benchmark YAML (see configs/benchmark_demo.yaml)")
+    add_launcher_options(parser)
     parser.add_argument("--slurm_partition", default=None, help="submitit: SLURM partition")
     parser.add_argument(
         "--slurm_timeout_min", type=int, default=24 * 60, help="submitit: job time limit (minutes)"

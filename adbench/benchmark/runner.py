@@ -135,11 +135,10 @@ def _run_subprocess(run: GridRun, cell: Cell, env: dict[str, str]) -> dict[str, 
     return _failure_row(cell, f"cell process exited with {code}\n{tail}", run.error_log(cell))
 
 
-def _run_in_slots(run: GridRun, cells: list[Cell], slots: int, announce: Callable[[Cell], None]) -> None:
+def _run_in_slots(
+    run: GridRun, cells: list[Cell], slots: int, cuda_devices: int, announce: Callable[[Cell], None]
+) -> None:
     """Runs ``slots`` cell processes at a time: one per GPU, or sharing the cores of a CPU-only machine."""
-    import torch
-
-    cuda_devices = torch.cuda.device_count()
     free = list(range(slots))
     lock = threading.Lock()
 
@@ -223,7 +222,8 @@ def run_grid(
     elif launcher == "processes":
         import torch
 
-        _run_in_slots(run, cells, max(1, gpus or torch.cuda.device_count() or 1), announce)
+        visible = torch.cuda.device_count()
+        _run_in_slots(run, cells, max(1, gpus or visible or 1), visible, announce)
     elif launcher == "submitit":
         _run_submitit(run, cells, dict(slurm or {}), announce)
     else:
