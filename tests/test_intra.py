@@ -2,6 +2,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from skimage.metrics import structural_similarity
 
@@ -10,7 +11,7 @@ from adbench.data.batch import Batch
 from adbench.metrics import image_auroc
 from adbench.models.components.gms import GMS_C, gms_distance, gms_map, multiscale_gms_distance_map
 from adbench.models.components.ssim import gaussian_filter, mean_filter, ssim, ssim_map
-from adbench.models.intra import InTra, InTraModel
+from adbench.models.intra import GMSAnomalyMap, InTra, InTraModel
 from adbench.models.intra.loss import inpainting_loss
 from adbench.models.intra.torch_model import (
     FeatureSelfAttention,
@@ -42,6 +43,7 @@ def small_intra(**kwargs) -> InTra:
         window_batch_size=16,
         mean_filter_size=3,
         gaussian_sigma=1.0,
+        map_scales=(1.0, 0.5),  # the paper's 1/2 and 1/4 of a 16 px patch, for 8 px patches
         lr=1e-3,
     )
     return InTra(**{**args, **kwargs})
@@ -149,6 +151,34 @@ def test_multiscale_gms_map_is_zero_for_identical_images_and_full_size():
     assert distance.shape == (2, 1, 32, 32)
     assert multiscale_gms_distance_map(x, x).abs().max() < 1e-6
     assert distance[..., 8:16, 8:16].mean() > 5 * distance[..., 24:, 24:].mean()
+
+
+def test_anomaly_map_uses_the_map_scales_not_the_loss_scales():
+    model = InTra(patch_size=8, embed_dim=32, depth=2, heads=2, gms_scales=(1.0,), map_scales=(0.5, 0.25))
+    assert model.scorer.scales == (0.5, 0.25) and InTra().scorer.scales == (0.5, 0.25)  # paper: 1/2, 1/4
+    x = torch.full((1, 3, 32, 32), 0.5)
+    y = x.clone()
+    y[..., 16:20, 16:20] = 0.9  # a 4 x 4 defect; at 1/4 scale one pixel, at 1/2 a 2 x 2 block
+    # unfiltered, the map is the mean of the upsampled per-scale maps, each by hand from gms_map
+    scorer = GMSAnomalyMap((0.5, 0.25), mean_filter_size=1, gaussian_sigma=0)
+    by_hand = torch.stack(
+        [
+            F.interpolate(
+                1 - gms_map(F.avg_pool2d(x, f), F.avg_pool2d(y, f)).mean(1, keepdim=True),
+                size=(32, 32),
+                mode="bilinear",
+                align_corners=False,
+            )
+            for f in (2, 4)
+        ]
+    ).mean(0)
+    assert torch.allclose(scorer(x, y), by_hand**2, atol=1e-6)
+    # the full-resolution map (not the paper's) flags a one-pixel speck as strongly as the defect itself
+    speck = x.clone()
+    speck[..., 5, 5] = 0.9
+    full = GMSAnomalyMap((1.0,), mean_filter_size=1, gaussian_sigma=0)
+    assert full(x, speck).max() > 0.5 * full(x, y).max()
+    assert scorer(x, speck).max() < 0.5 * scorer(x, y).max()
 
 
 def test_filters_preserve_constants_and_mass():

@@ -44,8 +44,8 @@ class InTra(AnomalyModule):
     monitored) is saved again so it holds the mean map. A model tested without a fitted mean map fits it at
     test start from the datamodule's normal training images.
 
-    Anomaly map: ``(S(1 - MSGMS(I, I_hat)) - mean_map) ** 2`` with S the mean filter then Gaussian filter;
-    image score: its maximum. Inputs whose size is not a multiple of K are resized to the nearest multiple.
+    Anomaly map: ``(S(1 - MSGMS(I, I_hat)) - mean_map) ** 2`` with MSGMS the GMS maps at scales 1/2 and 1/4
+    upsampled and averaged, S the mean filter then Gaussian filter; image score: its maximum. Inputs whose size is not a multiple of K are resized to the nearest multiple.
 
     Args:
         patch_size: K, patch side in pixels.
@@ -67,7 +67,10 @@ class InTra(AnomalyModule):
         lr: Adam learning rate.
         gms_weight: weight of the GMS loss (alpha).
         ssim_weight: weight of the SSIM loss (beta).
-        gms_scales: scales of the GMS loss and of the anomaly map (1 = full resolution).
+        gms_scales: scales of the multi-scale GMS loss (1 = full resolution).
+        map_scales: scales of the GMS anomaly map; the paper (seed 004) uses only 1/2 and 1/4, whose
+            maps are upsampled to the image size and averaged: the full-resolution GMS map is dominated by
+            pixel-level inpainting noise.
         mean_filter_size: mean filter applied to the GMS distance map (odd, pixels; 1 disables).
         gaussian_sigma: Gaussian filter sigma applied after the mean filter (pixels; 0 disables).
         inference_chunk: windows per forward pass when inpainting whole images (256: one 256 px image;
@@ -96,6 +99,7 @@ class InTra(AnomalyModule):
         gms_weight: float = 0.01,
         ssim_weight: float = 0.01,
         gms_scales: Sequence[float] = (1.0, 0.5, 0.25),
+        map_scales: Sequence[float] = (0.5, 0.25),
         mean_filter_size: int = 21,
         gaussian_sigma: float = 4.0,
         inference_chunk: int = 256,
@@ -121,7 +125,7 @@ class InTra(AnomalyModule):
             long_skips=long_skips,
             feature_attention=feature_attention,
         )
-        self.scorer = GMSAnomalyMap(gms_scales, mean_filter_size, gaussian_sigma)
+        self.scorer = GMSAnomalyMap(map_scales, mean_filter_size, gaussian_sigma)
         self._val_cache: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property

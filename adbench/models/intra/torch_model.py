@@ -360,14 +360,14 @@ class GMSAnomalyMap(nn.Module):
     difference of the normal training images; before it is fitted the mean is taken as 0.
 
     Args:
-        scales: GMS scales (1 = full resolution).
+        scales: GMS scales (1 = full resolution); the paper's map uses 1/2 and 1/4.
         mean_filter_size: side of the mean filter (odd; 1 disables it).
         gaussian_sigma: sigma of the Gaussian filter in pixels (0 disables it).
     """
 
     def __init__(
         self,
-        scales: Sequence[float] = (1.0, 0.5, 0.25),
+        scales: Sequence[float] = (0.5, 0.25),
         mean_filter_size: int = 21,
         gaussian_sigma: float = 4.0,
     ) -> None:
