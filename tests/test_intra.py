@@ -314,6 +314,18 @@ def test_fit_runs_windows_per_image_in_optimizer_steps_and_saves_the_mean_map(tm
     assert torch.equal(restored.scorer.mean_map, model.scorer.mean_map)
     image = dm.dataset("test")[0]["image"][None]
     assert torch.allclose(restored.eval().anomaly_map(image), model.eval().anomaly_map(image), atol=1e-6)
+    # a mean map fitted at other GMS scales, or without its scales (older checkpoints), is dropped, not used
+    with pytest.warns(UserWarning, match="refitted"):
+        other = InTra.load_from_checkpoint(checkpoint.best_model_path, map_scales=(0.5, 0.25))
+    assert not other.scorer.fitted
+    untagged = {k: v for k, v in saved.items() if k != "scorer.mean_map_scales"}
+    with pytest.warns(UserWarning, match="refitted"):
+        restored.load_state_dict(untagged)
+    assert not restored.scorer.fitted
+    trainer.test(restored, datamodule=dm, verbose=False)
+    assert torch.allclose(
+        restored.scorer.mean_map, model.scorer.mean_map, atol=1e-6
+    )  # refitted at test start
 
 
 def test_trained_intra_beats_chance_on_known_defects(tmp_path):

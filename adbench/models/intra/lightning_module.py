@@ -245,7 +245,7 @@ class InTra(AnomalyModule):
         self.train(was_training)
         if total is None:
             raise ValueError("fit_mean_map got no normal images")
-        self.scorer.mean_map = total / count
+        self.scorer.set_mean_map(total / count)
 
     def _normal_batches(self) -> Iterable[Batch] | None:
         """Unaugmented normal train + validation images of the trainer's datamodule, or None."""

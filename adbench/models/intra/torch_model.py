@@ -32,6 +32,7 @@ Choices where the paper is silent (or third-party re-implementations disagree):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -357,7 +358,9 @@ class GMSAnomalyMap(nn.Module):
     ``difference(image, reconstruction)`` is the channel-mean ``1 - GMS`` at each scale, upsampled bilinearly
     to the image size and averaged over the scales, then mean-filtered and Gaussian-filtered. ``forward``
     returns ``(difference - mean_map) ** 2`` where ``mean_map`` (a buffer, saved in checkpoints) is the mean
-    difference of the normal training images; before it is fitted the mean is taken as 0.
+    difference of the normal training images; before it is fitted the mean is taken as 0. The buffer
+    ``mean_map_scales`` records the scales it was fitted at; loading a mean map fitted at other scales drops it
+    (with a warning) so that it is refitted.
 
     Args:
         scales: GMS scales (1 = full resolution); the paper's map uses 1/2 and 1/4.
@@ -376,11 +379,17 @@ class GMSAnomalyMap(nn.Module):
         self.mean_filter_size = mean_filter_size
         self.gaussian_sigma = gaussian_sigma
         self.register_buffer("mean_map", torch.zeros(0))
+        self.register_buffer("mean_map_scales", torch.zeros(0))  # the scales the mean map was fitted at
 
     @property
     def fitted(self) -> bool:
         """Whether the mean training map is set."""
         return self.mean_map.numel() > 0
+
+    def set_mean_map(self, mean_map: Tensor) -> None:
+        """Stores the mean training map (1, 1, H, W), tagged with the scales it was computed at."""
+        self.mean_map = mean_map
+        self.mean_map_scales = torch.tensor(self.scales, device=mean_map.device)
 
     def difference(self, image: Tensor, reconstruction: Tensor) -> Tensor:
         """Args: image, reconstruction (B, C, H, W). Returns: smoothed GMS distance (B, 1, H, W)."""
@@ -402,8 +411,27 @@ class GMSAnomalyMap(nn.Module):
         return (distance - mean) ** 2
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # The mean map's size depends on the image size: take the checkpoint's shape.
-        key = prefix + "mean_map"
+        # The mean map's size depends on the image size: take the checkpoint's shape. A mean map fitted at
+        # other GMS scales (or by a version that did not record them) does not match this scorer's maps:
+        # drop it, so the model refits it at test start instead of scoring against the wrong baseline.
+        key, scales_key = prefix + "mean_map", prefix + "mean_map_scales"
+        saved = state_dict.get(scales_key)
+        same_scales = saved is not None and [round(float(v), 6) for v in saved] == [
+            round(v, 6) for v in self.scales
+        ]
+        if key in state_dict and state_dict[key].numel() > 0 and not same_scales:
+            warnings.warn(
+                f"InTra: the checkpoint's mean training map was fitted at GMS scales "
+                f"{None if saved is None else tuple(saved.tolist())}, this model scores at {self.scales}; "
+                "the mean map is refitted from the training images at test start",
+                stacklevel=2,
+            )
+            state_dict[key] = torch.zeros(0)
+            state_dict[scales_key] = torch.zeros(0)
         if key in state_dict:
             self.mean_map = torch.empty_like(state_dict[key], device=self.mean_map.device)
+        if key in state_dict and scales_key not in state_dict:
+            state_dict[scales_key] = torch.zeros(0)
+        if scales_key in state_dict:
+            self.mean_map_scales = torch.empty_like(state_dict[scales_key], device=self.mean_map.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
