@@ -322,10 +322,8 @@ def test_fit_runs_windows_per_image_in_optimizer_steps_and_saves_the_mean_map(tm
     with pytest.warns(UserWarning, match="refitted"):
         restored.load_state_dict(untagged)
     assert not restored.scorer.fitted
-    trainer.test(restored, datamodule=dm, verbose=False)
-    assert torch.allclose(
-        restored.scorer.mean_map, model.scorer.mean_map, atol=1e-6
-    )  # refitted at test start
+    trainer.test(restored, datamodule=dm, verbose=False)  # refits the mean map at test start
+    assert torch.allclose(restored.scorer.mean_map, model.scorer.mean_map, atol=1e-6)
 
 
 def test_trained_intra_beats_chance_on_known_defects(tmp_path):

@@ -44,8 +44,9 @@ class InTra(AnomalyModule):
     monitored) is saved again so it holds the mean map. A model tested without a fitted mean map fits it at
     test start from the datamodule's normal training images.
 
-    Anomaly map: ``(S(1 - MSGMS(I, I_hat)) - mean_map) ** 2`` with MSGMS the GMS maps at scales 1/2 and 1/4
-    upsampled and averaged, S the mean filter then Gaussian filter; image score: its maximum. Inputs whose size is not a multiple of K are resized to the nearest multiple.
+    Anomaly map: ``(S(1 - MSGMS(I, I_hat)) - mean_map) ** 2`` with MSGMS the GMS maps at ``map_scales``
+    (paper: 1/2 and 1/4) upsampled and averaged, S the mean filter then Gaussian filter; image score: its
+    maximum. Inputs whose size is not a multiple of K are resized to the nearest multiple.
 
     Args:
         patch_size: K, patch side in pixels.

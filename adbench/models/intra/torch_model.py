@@ -415,23 +415,19 @@ class GMSAnomalyMap(nn.Module):
         # other GMS scales (or by a version that did not record them) does not match this scorer's maps:
         # drop it, so the model refits it at test start instead of scoring against the wrong baseline.
         key, scales_key = prefix + "mean_map", prefix + "mean_map_scales"
-        saved = state_dict.get(scales_key)
-        same_scales = saved is not None and [round(float(v), 6) for v in saved] == [
-            round(v, 6) for v in self.scales
-        ]
-        if key in state_dict and state_dict[key].numel() > 0 and not same_scales:
-            warnings.warn(
-                f"InTra: the checkpoint's mean training map was fitted at GMS scales "
-                f"{None if saved is None else tuple(saved.tolist())}, this model scores at {self.scales}; "
-                "the mean map is refitted from the training images at test start",
-                stacklevel=2,
-            )
-            state_dict[key] = torch.zeros(0)
-            state_dict[scales_key] = torch.zeros(0)
         if key in state_dict:
+            saved = state_dict.setdefault(scales_key, torch.zeros(0))  # older checkpoints lack the record
+            fitted_here = saved.shape == (len(self.scales),) and torch.allclose(
+                saved.float().cpu(), torch.tensor(self.scales)
+            )
+            if state_dict[key].numel() > 0 and not fitted_here:
+                warnings.warn(
+                    f"InTra: the checkpoint's mean training map was fitted at GMS scales {tuple(saved.tolist())},"
+                    f" this model scores at {self.scales}; the mean map is refitted from the training images at "
+                    "test start",
+                    stacklevel=2,
+                )
+                state_dict[key] = state_dict[scales_key] = torch.zeros(0)
             self.mean_map = torch.empty_like(state_dict[key], device=self.mean_map.device)
-        if key in state_dict and scales_key not in state_dict:
-            state_dict[scales_key] = torch.zeros(0)
-        if scales_key in state_dict:
             self.mean_map_scales = torch.empty_like(state_dict[scales_key], device=self.mean_map.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
