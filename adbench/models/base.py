@@ -59,12 +59,24 @@ class AnomalyModule(LightningModule):
         return None
 
     # ---------------------------------------------------------------------------------------------- shared loop
+    def predict(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """Full-resolution maps and image scores; by default ``anomaly_map`` upsampled, then ``image_score``.
+
+        Models whose torch model predicts both itself (PatchCore) override this instead.
+
+        Args:
+            image: (B, 3, H, W).
+
+        Returns:
+            anomaly maps (B, 1, H, W) and image scores (B,).
+        """
+        low_res = self.anomaly_map(image)
+        anomaly_map = F.interpolate(low_res, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return anomaly_map, self.image_score(anomaly_map)
+
     def predict_batch(self, batch: Batch) -> dict[str, Any]:
         """Full-resolution anomaly maps and image scores for a batch, with the batch fields."""
-        low_res = self.anomaly_map(batch.image)
-        anomaly_map = F.interpolate(
-            low_res, size=batch.image.shape[-2:], mode="bilinear", align_corners=False
-        )
+        anomaly_map, pred_score = self.predict(batch.image)
         if not torch.isfinite(anomaly_map).all():
             bad = [
                 p
@@ -78,7 +90,7 @@ class AnomalyModule(LightningModule):
             )
         return {
             "anomaly_map": anomaly_map,
-            "pred_score": self.image_score(anomaly_map),
+            "pred_score": pred_score,
             "image": batch.image,
             "label": batch.label,
             "mask": batch.mask,
