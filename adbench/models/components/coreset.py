@@ -29,7 +29,7 @@ def random_projection(embedding: Tensor, dim: int, generator: torch.Generator) -
 
 
 def greedy_coreset(
-    embedding: Tensor, count: int, projection_dim: int | None = 128, seed: int = 0
+    embedding: Tensor, count: int, projection_dim: int | None = 128, seed: int = 0, start: int | None = None
 ) -> Tensor:
     """Indices of a greedy k-center coreset: each pick is the point farthest from those picked so far.
 
@@ -45,6 +45,7 @@ def greedy_coreset(
         count: number of points to pick (clipped to N).
         projection_dim: dimension of the random projection (None: distances in the full space).
         seed: seed of the projection and of the first point, so a fit is reproducible on any device.
+        start: index of the first pick (None: drawn with ``seed``).
 
     Returns:
         (count,) long indices into ``embedding``, in the order they were picked, all distinct.
@@ -57,7 +58,8 @@ def greedy_coreset(
     points = embedding.float()
     if projection_dim is not None:
         points = random_projection(points, projection_dim, generator)
-    start = int(torch.randint(n, (1,), generator=generator))
+    drawn = int(torch.randint(n, (1,), generator=generator))
+    start = drawn if start is None else int(start)
     sq_norms = points.pow(2).sum(1)
 
     def squared_distance_to(index: Tensor) -> Tensor:

@@ -76,6 +76,9 @@ class PatchCore(AnomalyModule):
             num_neighbors=num_neighbors,
             sigma=sigma,
         )
+        # torch's DistributedDataParallel refuses a module with no trainable parameter; this one is never used
+        # (no optimizer, no backward), it only lets `strategy: ddp` wrap PatchCore like every other model.
+        self.ddp_placeholder = torch.nn.Parameter(torch.zeros(1))
         self._pretrained_features = pretrained
         self._embeddings: list[Tensor] = []
         self._indices: list[Tensor] = []
