@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test lint bench bench-metrics bench-models bench-anomalib-env benchmark benchmark-demo clean
+.PHONY: install demo test lint bench bench-metrics bench-models bench-patchcore bench-anomalib-env benchmark benchmark-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## ADTR on four demo categories (2-core CPU: about 13 minutes), prints the metrics tables
+demo: install  ## PatchCore and ADTR on four demo categories (2-core CPU: about 20 minutes), prints the metrics tables
 	$(VENV)/bin/adbench data demo
 	$(VENV)/bin/adbench benchmark --config configs/benchmark_demo_adtr.yaml
 
@@ -47,7 +47,11 @@ bench-metrics: install  ## time every metric on 500 maps of 256x256 (CPU, and GP
 bench-models: install  ## time every model at 256x256: ms/image, images/s, training, peak memory -> bench/results.{json,md}
 	$(PY) benchmarks/bench_models.py --anomalib-python $(ANOMALIB_VENV)/bin/python $(BENCH_ARGS)
 
-bench-anomalib-env:  ## separate virtualenv with anomalib 2.7 for the DSR side-by-side timing of bench-models
+bench-patchcore: install  ## PatchCore vs anomalib 2.7 on one demo category (needs bench-anomalib-env) -> docs/bench_patchcore.md
+	$(VENV)/bin/adbench data demo
+	$(PY) benchmarks/bench_patchcore.py --anomalib-python $(ANOMALIB_VENV)/bin/python
+
+bench-anomalib-env:  ## separate virtualenv with anomalib 2.7 for the side-by-side timings of bench-models (DSR) and bench-patchcore
 	test -x $(ANOMALIB_VENV)/bin/python || $(PYTHON) -m venv $(ANOMALIB_VENV)
 	$(ANOMALIB_VENV)/bin/python -m pip install $(TORCH_PINS) 'anomalib==2.7.*'
 

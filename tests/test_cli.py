@@ -89,6 +89,8 @@ def tiny_run_args(config: Path, tmp_path: Path, demo_root: Path) -> list[str]:
         "--data.init_args.image_size=64",
         "--data.init_args.batch_size=4",
     ]
+    if spec["data"]["init_args"].get("center_crop"):
+        args.append("--data.init_args.center_crop=56")
     if "pretrained" in spec["model"].get("init_args", {}) and "lite" not in str(
         spec["model"]["init_args"].get("backbone")
     ):
