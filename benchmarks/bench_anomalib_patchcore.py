@@ -38,7 +38,9 @@ def load_backbone(model: PatchcoreModel, backbone: str, weights: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="torch file with 'train' and 'test' (N, 3, H, W) tensors")
+    parser.add_argument(
+        "--data", required=True, help="torch file with 'train' and 'test' (N, 3, H, W) tensors"
+    )
     parser.add_argument("--weights", required=True, help="backbone state dict file")
     parser.add_argument("--output", required=True, help="torch file to write")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")

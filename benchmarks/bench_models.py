@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from adbench.data.batch import Batch
@@ -121,10 +120,7 @@ def infer(model: AnomalyModule, image: torch.Tensor) -> tuple[torch.Tensor, torc
     if isinstance(model, DSR):
         out = model.model(image, use_upsampler=model.upsampler_trained)
         return out.anomaly_map, model.detection_score(out.detection_map)
-    low_res = model.anomaly_map(image)
-    if low_res.shape[-2:] != image.shape[-2:]:
-        low_res = F.interpolate(low_res, size=image.shape[-2:], mode="bilinear", align_corners=False)
-    return low_res, model.image_score(low_res)
+    return model.predict(image)
 
 
 def images_per_step(model: AnomalyModule, batch_size: int) -> float:

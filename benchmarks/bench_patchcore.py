@@ -55,7 +55,9 @@ def run_adbench(data: dict, args: argparse.Namespace) -> dict:
     model = PatchCoreModel(backbone="tf_efficientnet_lite0", layers=args.layers, pretrained=True).eval()
     start = time.perf_counter()
     with torch.inference_mode():
-        parts = [model.embed(data["train"][i : i + args.batch]) for i in range(0, len(data["train"]), args.batch)]
+        parts = [
+            model.embed(data["train"][i : i + args.batch]) for i in range(0, len(data["train"]), args.batch)
+        ]
     embedding = torch.cat(parts).reshape(-1, model.embedding_dim)
     embed_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -67,7 +69,13 @@ def run_adbench(data: dict, args: argparse.Namespace) -> dict:
         for i in range(0, len(data["test"]), args.batch):
             scores.append(model(data["test"][i : i + args.batch]).pred_score)
     infer_s = time.perf_counter() - start
-    return {"model": model, "embed_s": embed_s, "coreset_s": coreset_s, "infer_s": infer_s, "scores": torch.cat(scores)}
+    return {
+        "model": model,
+        "embed_s": embed_s,
+        "coreset_s": coreset_s,
+        "infer_s": infer_s,
+        "scores": torch.cat(scores),
+    }
 
 
 def main() -> None:
@@ -104,7 +112,9 @@ def main() -> None:
     model = ours["model"]
     model.set_memory_bank(theirs["memory_bank"])  # same bank: compare the scoring paths alone
     with torch.inference_mode():
-        same_bank = torch.cat([model(test[i : i + args.batch]).pred_score for i in range(0, len(test), args.batch)])
+        same_bank = torch.cat(
+            [model(test[i : i + args.batch]).pred_score for i in range(0, len(test), args.batch)]
+        )
     relative = ((same_bank - theirs["scores"]).abs() / theirs["scores"].abs().clamp_min(1e-12)).max().item()
 
     points = torch.randn(args.coreset_points, args.coreset_dim, generator=torch.Generator().manual_seed(0))

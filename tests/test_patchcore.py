@@ -89,9 +89,18 @@ def small_patchcore(**kwargs) -> PatchCore:
 def fitted(tmp_path_factory):
     """A PatchCore fitted and tested on the tiny tree (bright square defects), with its checkpoint."""
     tmp = tmp_path_factory.mktemp("patchcore")
-    root = make_mvtec_tree(tmp / "data", category="bottle", size=64, n_train=10, n_test_good=4, n_per_defect=3)
+    root = make_mvtec_tree(
+        tmp / "data", category="bottle", size=64, n_train=10, n_test_good=4, n_per_defect=3
+    )
     data = MVTecAD(
-        root, "bottle", image_size=64, batch_size=4, num_workers=0, val_split=0.2, mean=(0.5,) * 3, std=(0.5,) * 3
+        root,
+        "bottle",
+        image_size=64,
+        batch_size=4,
+        num_workers=0,
+        val_split=0.2,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
     )
     model = small_patchcore(pretrained=True)  # real ImageNet weights, offline (the lite0 pip package)
     trainer = L.Trainer(
@@ -157,7 +166,9 @@ def test_fixed_embedding_dim_gives_each_stage_an_equal_share():
 
 
 def test_ddp_two_processes_build_the_same_bank_and_metrics_as_one(tmp_path):
-    root = make_mvtec_tree(tmp_path / "data", category="bottle", size=32, n_train=9, n_test_good=3, n_per_defect=3)
+    root = make_mvtec_tree(
+        tmp_path / "data", category="bottle", size=32, n_train=9, n_test_good=3, n_per_defect=3
+    )
     base = [
         "--config", "configs/patchcore_demo.yaml", "--model.init_args.pretrained=false",
         "--model.init_args.coreset_ratio=0.3", "--data.class_path=adbench.data.MVTecAD",
@@ -173,7 +184,9 @@ def test_ddp_two_processes_build_the_same_bank_and_metrics_as_one(tmp_path):
         assert fit.returncode == 0, fit.stderr[-3000:]
         checkpoint = only((tmp_path / name).rglob("last.ckpt"))
         banks[name] = torch.load(checkpoint, weights_only=True)["state_dict"]["model.memory_bank"]
-        test = run_adbench("test", *base, *extra, *csv_logger(tmp_path / f"{name}_test"), f"--ckpt_path={checkpoint}")
+        test = run_adbench(
+            "test", *base, *extra, *csv_logger(tmp_path / f"{name}_test"), f"--ckpt_path={checkpoint}"
+        )
         assert test.returncode == 0, test.stderr[-3000:]
         results[name] = json.loads(only((tmp_path / f"{name}_test").rglob("metrics.json")).read_text())
     assert banks["single"].shape[0] == int(9 * 4 * 4 * 0.3)  # 9 images (odd: DDP pads one), 4x4 patches
@@ -182,4 +195,3 @@ def test_ddp_two_processes_build_the_same_bank_and_metrics_as_one(tmp_path):
     assert torch.allclose(banks["ddp"], banks["single"], atol=1e-5, rtol=0)
     for metric in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_AP"):
         assert results["ddp"][metric] == pytest.approx(results["single"][metric], abs=1e-6), metric
-

@@ -84,7 +84,9 @@ def main() -> None:
             start = time.perf_counter()
             with torch.no_grad():
                 fit(model, data)
-                maps, scores = zip(*(model.predict(images[i : i + 8]) for i in range(0, len(images), 8)))
+                maps, scores = zip(
+                    *(model.predict(images[i : i + 8]) for i in range(0, len(images), 8)), strict=True
+                )
             maps, scores = torch.cat(maps), torch.cat(scores)
             row = {
                 "category": category, "variant": name, "image_AUROC": float(image_auroc(scores, labels)),

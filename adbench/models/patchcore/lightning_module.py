@@ -64,7 +64,9 @@ class PatchCore(AnomalyModule):
         if not 0.0 < coreset_ratio <= 1.0:
             raise ConfigError(f"PatchCore: coreset_ratio must be in (0, 1], got {coreset_ratio}")
         if projection_dim is not None and projection_dim < 1:
-            raise ConfigError(f"PatchCore: projection_dim must be a positive integer or null, got {projection_dim}")
+            raise ConfigError(
+                f"PatchCore: projection_dim must be a positive integer or null, got {projection_dim}"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.model = PatchCoreModel(

@@ -110,7 +110,9 @@ class PatchCoreModel(nn.Module):
         if not layers:
             raise ConfigError("PatchCore: layers must name at least one backbone stage, e.g. [2, 3]")
         if embedding_dim is not None and embedding_dim < 1:
-            raise ConfigError(f"PatchCore: embedding_dim must be a positive integer or null, got {embedding_dim}")
+            raise ConfigError(
+                f"PatchCore: embedding_dim must be a positive integer or null, got {embedding_dim}"
+            )
         if num_neighbors < 1:
             raise ConfigError(f"PatchCore: num_neighbors must be >= 1, got {num_neighbors}")
         if sigma < 0:
@@ -122,7 +124,9 @@ class PatchCoreModel(nn.Module):
         share, extra = divmod(self.embedding_dim, len(self.backbone.channels))
         self._stage_dims = [share + (i < extra) for i in range(len(self.backbone.channels))]
         if embedding_dim is not None and min(self._stage_dims) < 1:
-            raise ConfigError(f"PatchCore: embedding_dim {embedding_dim} is smaller than the number of layers")
+            raise ConfigError(
+                f"PatchCore: embedding_dim {embedding_dim} is smaller than the number of layers"
+            )
         self.num_neighbors = num_neighbors
         self.local_average = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
         self.blur = GaussianBlur2d(sigma)
@@ -177,7 +181,9 @@ class PatchCoreModel(nn.Module):
         anomaly_map = F.interpolate(grid, size=image.shape[-2:], mode="bilinear", align_corners=False)
         return PatchCoreOutput(self.blur(anomaly_map), score, grid)
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         # The bank's size is only known after fitting: take the checkpoint's shape before copying.
         bank = state_dict.get(prefix + "memory_bank")
         if isinstance(bank, Tensor) and bank.ndim == 2 and bank.shape[1] == self.embedding_dim:
