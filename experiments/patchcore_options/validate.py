@@ -98,11 +98,23 @@ def main() -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "validation.csv", index=False)
-    pivot = table.pivot_table(index="category", columns="variant", values=["image_AUROC", "pixel_AUPRO"])
-    pivot.loc["mean"] = pivot.mean()
-    (out / "validation.md").write_text((pivot * 100).round(1).to_markdown() + "\n")
-    print((pivot * 100).round(1))
+    (out / "validation.md").write_text(markdown(table))
+    print(markdown(table))
 
+
+def markdown(table: pd.DataFrame) -> str:
+    """Per category and variant: image AUROC / pixel AUPRO in %, with a mean row."""
+    variants = list(dict.fromkeys(table["variant"]))
+    lines = ["| category | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    groups = [*dict.fromkeys(table["category"]), "mean"]
+    for category in groups:
+        rows = table if category == "mean" else table[table["category"] == category]
+        cells = []
+        for variant in variants:
+            cell = rows[rows["variant"] == variant]
+            cells.append(f"{100 * cell['image_AUROC'].mean():.1f} / {100 * cell['pixel_AUPRO'].mean():.1f}")
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     main()
