@@ -112,3 +112,31 @@ def test_dsr_stages_tiny(tmp_path, demo_root, monkeypatch):
     counts = {category: count for category, count in stage1_images}
     assert counts == {"": n_categories * per_category, "brick": per_category}
     assert n_categories > 1
+
+
+def test_patchcore_options_validation_study_tiny(tmp_path, demo_root):
+    """The study scores held-out normals and synthetic anomalies only, one row per category and variant."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "patchcore_options" / "validate.py"
+    spec = importlib.util.spec_from_file_location("patchcore_validate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.main(
+        [
+            "--root",
+            str(demo_root),
+            "--categories",
+            "cup",
+            "--variants",
+            "stages-2-3",
+            "plain-max",
+            "--image-size",
+            "64",
+            "--output",
+            str(tmp_path),
+        ]  # fmt: skip
+    )
+    assert list(table["variant"]) == ["stages-2-3", "plain-max"]
+    assert (table["image_AUROC"] > 0.5).all()  # real ImageNet features see pasted synthetic defects
+    assert "| mean |" in (tmp_path / "validation.md").read_text()

@@ -64,17 +64,18 @@ def fit(model: PatchCore, data: Demo) -> None:
     model._build_memory_bank()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="datasets/demo")
     parser.add_argument("--categories", nargs="+", default=["brick", "grass", "coin", "cup"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--val-split", type=float, default=0.2)
+    parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--output", default=str(HERE / "results" / "demo"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for category in args.categories:
-        data = Demo(root=args.root, category=category, image_size=256, mean=(MEAN,) * 3, std=(STD,) * 3, batch_size=8,
+        data = Demo(root=args.root, category=category, image_size=args.image_size, mean=(MEAN,) * 3, std=(STD,) * 3, batch_size=8,
                     num_workers=0, val_split=args.val_split, seed=0)  # fmt: skip
         data.setup()
         images, labels, masks = validation_set(data, seed=0)
@@ -100,6 +101,7 @@ def main() -> None:
     table.to_csv(out / "validation.csv", index=False)
     (out / "validation.md").write_text(markdown(table))
     print(markdown(table))
+    return table
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -115,6 +117,7 @@ def markdown(table: pd.DataFrame) -> str:
             cells.append(f"{100 * cell['image_AUROC'].mean():.1f} / {100 * cell['pixel_AUPRO'].mean():.1f}")
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
 
 if __name__ == "__main__":
     main()

@@ -64,13 +64,14 @@ def greedy_coreset(
     # (D', N) layout: a vector-matrix product over it reads memory in order (about 4x faster on a CPU than
     # the matrix-vector product over the (N, D') rows).
     columns = points.T.contiguous()
+    del points
 
     def squared_distance_to(index: Tensor) -> Tensor:
         distance = (columns[:, index] @ columns).mul_(-2.0)
         return distance.add_(sq_norms).add_(sq_norms[index])
 
-    index = torch.tensor(start, device=points.device)
-    min_distance = torch.full((n,), float("inf"), device=points.device)
+    index = torch.tensor(start, device=columns.device)
+    min_distance = torch.full((n,), float("inf"), device=columns.device)
     picked = torch.empty(count, dtype=torch.long, device=embedding.device)
     for step in range(count):
         if step:
