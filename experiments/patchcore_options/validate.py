@@ -30,6 +30,8 @@ VARIANTS = {
     "stages-2-3-4": {"layers": (2, 3, 4)},
     "plain-max": {"num_neighbors": 1},
     "coreset-25": {"coreset_ratio": 0.25},
+    "no-projection": {"projection_dim": None},
+    "coreset-seed-1": {"coreset_seed": 1},
 }
 BASE = {"backbone": "tf_efficientnet_lite0", "layers": (2, 3), "pretrained": True, "coreset_ratio": 0.1}
 MEAN = STD = 0.5
