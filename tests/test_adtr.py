@@ -149,3 +149,26 @@ def test_feature_cache_gives_the_same_loss_and_skips_the_backbone():
     cache = FeatureCache()
     mixed = cache.get(["a", "x"], torch.ones(2, 1, 1, 1), lambda image: image * 2)
     assert mixed.shape == (2, 1, 1, 1) and len(cache) == 2
+
+
+def test_checkpoint_from_before_feature_resize_keeps_its_point_sampled_features():
+    model = small_adtr()
+    assert model.model.feature_resize == "area"
+    old = {"hyper_parameters": {k: v for k, v in model.hparams.items() if k != "feature_resize"}}
+    with pytest.warns(UserWarning, match="predates feature_resize"):
+        model.on_load_checkpoint(old)
+    assert model.model.feature_resize == "bilinear_corners" == model.hparams.feature_resize
+    current = small_adtr()
+    current.on_load_checkpoint({"hyper_parameters": dict(current.hparams)})
+    assert current.model.feature_resize == "area"
+
+
+def test_adtr_plus_refuses_an_old_point_sampled_checkpoint_for_area_features():
+    from adbench.errors import ConfigError
+    from adbench.models.adtr_plus.init_from import check_architecture
+
+    wanted = dict(small_adtr().hparams)
+    old = {k: v for k, v in wanted.items() if k != "feature_resize"}
+    with pytest.raises(ConfigError, match="feature_resize: checkpoint 'bilinear_corners'"):
+        check_architecture("old.ckpt", old, wanted)
+    check_architecture("new.ckpt", wanted, wanted)

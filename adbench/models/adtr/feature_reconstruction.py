@@ -15,8 +15,11 @@ from adbench.models.base import AnomalyModule
 # ADTRModel's constructor arguments, as named in both modules' hyper-parameters.
 MODEL_ARGS = (
     "backbone", "layers", "feature_size", "hidden_dim", "num_encoder_layers", "num_decoder_layers", "heads",
-    "mlp_dim", "dropout", "learned_queries", "reconstruction",
+    "mlp_dim", "dropout", "learned_queries", "reconstruction", "feature_resize",
 )  # fmt: skip
+
+#: ``feature_resize`` of checkpoints written before the option existed.
+LEGACY_FEATURE_RESIZE = "bilinear_corners"
 
 
 class FeatureReconstructionModule(AnomalyModule):
@@ -41,6 +44,18 @@ class FeatureReconstructionModule(AnomalyModule):
             **{name: self.hparams[name] for name in MODEL_ARGS},
         )
         return self.model
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("hyper_parameters", {})
+        if "feature_resize" not in saved and self.model.feature_resize != LEGACY_FEATURE_RESIZE:
+            warnings.warn(
+                f"{self.model_name}: this checkpoint predates feature_resize; its features are resized as it was "
+                f"trained ({LEGACY_FEATURE_RESIZE}), not with {self.model.feature_resize!r}",
+                stacklevel=2,
+            )
+            self.model.feature_resize = LEGACY_FEATURE_RESIZE
+            self.hparams.feature_resize = LEGACY_FEATURE_RESIZE
 
     def drop_cache_if_augmented(self) -> None:
         """Turns the feature cache off (with a warning) when the training data has random augmentations."""

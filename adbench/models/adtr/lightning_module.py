@@ -37,6 +37,8 @@ class ADTR(FeatureReconstructionModule):
         reconstruction: ``transformer`` (the paper's ADTR), or an ablation of Sec. 4.4: ``no_attention`` (the
             transformer's layers without attention) or ``cnn`` (3x3 convolutions instead of attention); see
             ``ADTRModel``.
+        feature_resize: how backbone stages reach the feature grid: ``area`` (averaged over each cell, the
+            default) or ``bilinear_corners`` (point sampling, checkpoints from before issue 21).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma``.
@@ -64,6 +66,7 @@ class ADTR(FeatureReconstructionModule):
         dropout: float = 0.1,
         learned_queries: bool = True,
         reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
+        feature_resize: Literal["area", "bilinear_corners"] = "area",
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         lr_milestones: Sequence[int] = (400,),

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from adbench.errors import ConfigError
 from adbench.models.adtr.ablation_layers import ConvLayer, MLPLayer
 from adbench.models.components.backbone import FeatureExtractor
-from adbench.models.components.feature_pyramid import resize_and_concat
+from adbench.models.components.feature_pyramid import FEATURE_RESIZES, FeatureResize, resize_and_concat
 from adbench.models.components.position import sine_position_embedding
 
 
@@ -120,6 +120,9 @@ class ADTRModel(nn.Module):
             query embedding). ``cnn``: a CNN of the same depth (encoder + decoder layers), width and block
             layout whose token mixing is a 3x3 convolution instead of attention. Both ablations keep the
             ``encoder`` / ``decoder`` module lists (their layers run one after the other).
+        feature_resize: how the stages reach the common grid: ``area`` (finer stages averaged over each grid
+            cell, coarser ones upsampled bilinearly, registered with the map's upsampling) or
+            ``bilinear_corners`` (point sampling with ``align_corners=True``, checkpoints from before it).
     """
 
     RECONSTRUCTIONS = ("transformer", "no_attention", "cnn")
@@ -139,8 +142,14 @@ class ADTRModel(nn.Module):
         dropout: float = 0.1,
         learned_queries: bool = True,
         reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
+        feature_resize: FeatureResize = "area",
     ) -> None:
         super().__init__()
+        if feature_resize not in FEATURE_RESIZES:
+            raise ConfigError(
+                f"feature_resize must be one of {', '.join(FEATURE_RESIZES)}, got {feature_resize!r}"
+            )
+        self.feature_resize = feature_resize
         if reconstruction not in self.RECONSTRUCTIONS:
             raise ConfigError(
                 f"reconstruction must be one of {', '.join(self.RECONSTRUCTIONS)}, got {reconstruction!r}"
@@ -178,7 +187,7 @@ class ADTRModel(nn.Module):
 
     def extract(self, image: Tensor) -> Tensor:
         """Args: image (B, 3, H, W). Returns: concatenated features (B, C, feature_size, feature_size)."""
-        return resize_and_concat(self.backbone(image), self.feature_size)
+        return resize_and_concat(self.backbone(image), self.feature_size, self.feature_resize)
 
     def reconstruct(self, features: Tensor) -> Tensor:
         """Args: features (B, C, h, w). Returns: their reconstruction (B, C, h, w)."""

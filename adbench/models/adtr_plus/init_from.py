@@ -17,7 +17,7 @@ ACCEPTED_MODELS = ("adtr", "adtr_plus")
 #: Hyper-parameters that fix the shapes of ``ADTRModel``; they must agree with the checkpoint's.
 ARCHITECTURE_KEYS = (
     "backbone", "layers", "feature_size", "hidden_dim", "num_encoder_layers", "num_decoder_layers", "heads",
-    "mlp_dim", "learned_queries", "reconstruction",
+    "mlp_dim", "learned_queries", "reconstruction", "feature_resize",
 )  # fmt: skip
 
 
@@ -79,6 +79,8 @@ def check_architecture(path: str | Path, saved: Mapping[str, Any], wanted: Mappi
             return list(a) == list(b)
         return a == b
 
+    if "feature_resize" not in saved:  # written before the option: its features were point-sampled
+        saved = {**saved, "feature_resize": "bilinear_corners"}
     diffs = [
         f"{key}: checkpoint {saved[key]!r}, this model {wanted[key]!r}"
         for key in ARCHITECTURE_KEYS

@@ -74,6 +74,8 @@ class ADTRPlus(FeatureReconstructionModule):
         reconstruction: ``transformer`` (the paper's ADTR), or an ablation of Sec. 4.4: ``no_attention`` (the
             transformer's layers without attention) or ``cnn`` (3x3 convolutions instead of attention); see
             ``ADTRModel``.
+        feature_resize: how backbone stages reach the feature grid: ``area`` (averaged over each cell, the
+            default) or ``bilinear_corners`` (point sampling, checkpoints from before issue 21).
         init_from: a normal-only ADTR checkpoint (``last.ckpt`` of ``adbench fit`` with an ADTR config) whose
             weights start the training; null trains from scratch (with a warning).
         anomaly_source: ``confetti``: synthesize confetti noise on a fraction of each batch's normal images
@@ -113,6 +115,7 @@ class ADTRPlus(FeatureReconstructionModule):
         dropout: float = 0.1,
         learned_queries: bool = True,
         reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
+        feature_resize: Literal["area", "bilinear_corners"] = "area",
         init_from: str | None = None,
         anomaly_source: Literal["confetti", "data"] = "confetti",
         synthetic_fraction: float = 0.5,
