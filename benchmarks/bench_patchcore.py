@@ -61,8 +61,7 @@ def run_adbench(data: dict, args: argparse.Namespace) -> dict:
     embedding = torch.cat(parts).reshape(-1, model.embedding_dim)
     embed_s = time.perf_counter() - start
     start = time.perf_counter()
-    picked = greedy_coreset(embedding, int(embedding.shape[0] * args.ratio), projection_dim=128, seed=0)
-    model.set_memory_bank(embedding[picked])
+    model.fit_memory_bank(embedding, args.ratio, projection_dim=128, seed=0)
     coreset_s = time.perf_counter() - start
     scores, start = [], time.perf_counter()
     with torch.inference_mode():
@@ -71,6 +70,7 @@ def run_adbench(data: dict, args: argparse.Namespace) -> dict:
     infer_s = time.perf_counter() - start
     return {
         "model": model,
+        "patches": int(embedding.shape[0]),
         "embed_s": embed_s,
         "coreset_s": coreset_s,
         "infer_s": infer_s,
@@ -125,7 +125,7 @@ def main() -> None:
     n_train, n_test = len(train), len(test)
     result = {
         "category": args.category, "threads": args.threads, "train_images": n_train, "test_images": n_test,
-        "patches": int(n_train * model.embed(test[:1]).shape[1] * model.embed(test[:1]).shape[2]),
+        "patches": ours["patches"],
         "adbench": {"embed_s": ours["embed_s"], "coreset_s": ours["coreset_s"],
                     "infer_ms_per_image": 1000 * ours["infer_s"] / n_test,
                     "image_AUROC": float(image_auroc(ours["scores"], labels))},

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from adbench.data import Demo
+from adbench.data.batch import Batch
 from adbench.data.synthesis import ConfettiNoise, CutPaste, PerlinSmudge
 from adbench.metrics import aupro, image_auroc
 from adbench.models import PatchCore
@@ -59,11 +61,13 @@ def validation_set(data: Demo, seed: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def fit(model: PatchCore, data: Demo) -> None:
-    """One pass over the fitting images, then the coreset (the same hooks ``adbench fit`` runs)."""
-    model.on_train_epoch_start()
-    for i, batch in enumerate(data.train_dataloader()):
-        model.training_step(batch, i)
-    model._build_memory_bank()
+    """One pass over the fitting images in index order (as ``adbench fit`` orders them), then the coreset."""
+    loader = DataLoader(data.dataset("train"), batch_size=8, collate_fn=Batch.collate)
+    patches = torch.cat([model.model.embed(batch.image).flatten(0, 2) for batch in loader])
+    options = model.hparams
+    model.model.fit_memory_bank(
+        patches, options.coreset_ratio, projection_dim=options.projection_dim, seed=options.coreset_seed
+    )
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -11,15 +11,13 @@ from torch import Tensor
 
 from adbench.models.adtr.torch_model import ADTRModel
 from adbench.models.base import AnomalyModule
+from adbench.models.components.feature_pyramid import LEGACY_FEATURE_RESIZE
 
 # ADTRModel's constructor arguments, as named in both modules' hyper-parameters.
 MODEL_ARGS = (
     "backbone", "layers", "feature_size", "hidden_dim", "num_encoder_layers", "num_decoder_layers", "heads",
     "mlp_dim", "dropout", "learned_queries", "reconstruction", "feature_resize",
 )  # fmt: skip
-
-#: ``feature_resize`` of checkpoints written before the option existed.
-LEGACY_FEATURE_RESIZE = "bilinear_corners"
 
 
 class FeatureReconstructionModule(AnomalyModule):

@@ -11,6 +11,7 @@ from adbench.data.batch import Batch
 from adbench.models.adtr.feature_reconstruction import FeatureReconstructionModule
 from adbench.models.adtr.loss import feature_reconstruction_loss
 from adbench.models.components.feature_cache import FeatureCache
+from adbench.models.components.feature_pyramid import FeatureResize
 
 
 class ADTR(FeatureReconstructionModule):
@@ -66,7 +67,7 @@ class ADTR(FeatureReconstructionModule):
         dropout: float = 0.1,
         learned_queries: bool = True,
         reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
-        feature_resize: Literal["area", "bilinear_corners"] = "area",
+        feature_resize: FeatureResize = "area",
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         lr_milestones: Sequence[int] = (400,),

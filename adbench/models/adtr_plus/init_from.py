@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from adbench.errors import ConfigError
+from adbench.models.components.feature_pyramid import LEGACY_FEATURE_RESIZE
 
 #: Checkpoints of these models hold an ``ADTRModel`` under ``model.`` (ADTR+ may also chain from ADTR+).
 ACCEPTED_MODELS = ("adtr", "adtr_plus")
@@ -80,7 +81,7 @@ def check_architecture(path: str | Path, saved: Mapping[str, Any], wanted: Mappi
         return a == b
 
     if "feature_resize" not in saved:  # written before the option: its features were point-sampled
-        saved = {**saved, "feature_resize": "bilinear_corners"}
+        saved = {**saved, "feature_resize": LEGACY_FEATURE_RESIZE}
     diffs = [
         f"{key}: checkpoint {saved[key]!r}, this model {wanted[key]!r}"
         for key in ARCHITECTURE_KEYS

@@ -48,6 +48,7 @@ from adbench.models.adtr.loss import feature_reconstruction_loss
 from adbench.models.adtr_plus.init_from import load_adtr_weights
 from adbench.models.adtr_plus.loss import image_level_loss, pixel_level_loss, pseudo_huber_map
 from adbench.models.components.feature_cache import FeatureCache
+from adbench.models.components.feature_pyramid import FeatureResize
 from adbench.models.components.synthetic_batch import BatchSynthesizer
 
 
@@ -115,7 +116,7 @@ class ADTRPlus(FeatureReconstructionModule):
         dropout: float = 0.1,
         learned_queries: bool = True,
         reconstruction: Literal["transformer", "no_attention", "cnn"] = "transformer",
-        feature_resize: Literal["area", "bilinear_corners"] = "area",
+        feature_resize: FeatureResize = "area",
         init_from: str | None = None,
         anomaly_source: Literal["confetti", "data"] = "confetti",
         synthetic_fraction: float = 0.5,

@@ -12,6 +12,8 @@ from torch import Tensor
 #: How maps are brought to the common grid (see :func:`resize_to`).
 FeatureResize = Literal["area", "bilinear_corners"]
 FEATURE_RESIZES = ("area", "bilinear_corners")
+#: The mode of checkpoints written before the choice existed (their features were point-sampled).
+LEGACY_FEATURE_RESIZE: FeatureResize = "bilinear_corners"
 
 
 def resize_to(feature: Tensor, size: tuple[int, int], mode: FeatureResize = "area") -> Tensor:

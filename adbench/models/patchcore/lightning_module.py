@@ -12,7 +12,6 @@ from torch import Tensor
 from adbench.data.batch import Batch
 from adbench.errors import ConfigError
 from adbench.models.base import AnomalyModule
-from adbench.models.components.coreset import greedy_coreset
 from adbench.models.patchcore.torch_model import PatchCoreModel
 
 
@@ -122,17 +121,15 @@ class PatchCore(AnomalyModule):
         keep = torch.ones_like(index, dtype=torch.bool)
         keep[1:] = index[1:] != index[:-1]  # DDP padding repeats a sample: keep it once
         patches = embedding[order[keep]].reshape(-1, embedding.shape[-1])
-        count = max(1, int(patches.shape[0] * self.hparams.coreset_ratio))
-        if count < patches.shape[0]:
-            chosen = greedy_coreset(
-                patches.to(self.device),
-                count,
-                projection_dim=self.hparams.projection_dim,
-                seed=self.hparams.coreset_seed,
-            )
-            patches = patches[chosen.cpu()]
-        self.model.set_memory_bank(patches)
-        self.log("train/memory_bank_size", float(patches.shape[0]), sync_dist=False, rank_zero_only=True)
+        self.model.fit_memory_bank(
+            patches,
+            self.hparams.coreset_ratio,
+            projection_dim=self.hparams.projection_dim,
+            seed=self.hparams.coreset_seed,
+        )
+        if self._trainer is not None:
+            bank_size = float(self.model.memory_bank.shape[0])
+            self.log("train/memory_bank_size", bank_size, sync_dist=False, rank_zero_only=True)
 
     def _gather(self, embedding: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
         """Every rank's (n_r, P, D) features and (n_r,) indices, concatenated on every rank."""

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 
 from adbench.errors import ConfigError
 from adbench.models.components.backbone import FeatureExtractor
+from adbench.models.components.coreset import greedy_coreset
+from adbench.models.components.feature_pyramid import resize_and_concat
 from adbench.models.components.gaussian_blur import GaussianBlur2d
 from adbench.models.components.nearest_neighbors import nearest_neighbors
 
@@ -148,12 +150,27 @@ class PatchCoreModel(nn.Module):
         features = [self.local_average(f) for f in self.backbone(image)]
         if self.embedding_dim != self.feature_channels:
             features = [_average_channels(f, n) for f, n in zip(features, self._stage_dims, strict=True)]
-        size = features[0].shape[-2:]
-        features = [features[0]] + [
-            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]
-        ]
-        embedding = torch.cat(features, dim=1).permute(0, 2, 3, 1)
-        return embedding
+        return resize_and_concat(features, features[0].shape[-2:]).permute(0, 2, 3, 1)
+
+    def fit_memory_bank(
+        self, patches: Tensor, coreset_ratio: float, projection_dim: int | None = 128, seed: int = 0
+    ) -> None:
+        """Fills the bank with a greedy k-center coreset of the training patches.
+
+        Args:
+            patches: (N, D) patch features of every training image, in a fixed order (the coreset's first
+                pick is drawn by position, so the same order gives the same bank).
+            coreset_ratio: fraction of the patches kept (at least one; 1.0 keeps all of them).
+            projection_dim: random-projection dimension of the coreset distances (None: full space).
+            seed: seed of the projection and of the first pick.
+        """
+        count = max(1, int(patches.shape[0] * coreset_ratio))
+        if count < patches.shape[0]:
+            picked = greedy_coreset(
+                patches.to(self.memory_bank.device), count, projection_dim=projection_dim, seed=seed
+            )
+            patches = patches[picked.to(patches.device)]
+        self.set_memory_bank(patches)
 
     def set_memory_bank(self, bank: Tensor) -> None:
         """Args: bank (M, D) patch features (a coreset of the training patches)."""
